@@ -1,0 +1,99 @@
+import type { AgentMessage, JobFinishedMessage, JobSpec } from "../protocol/messages.js";
+import type { ContainerBackend } from "./container-backend.js";
+import type { GitCheckout } from "./git-checkout.js";
+import { runJob } from "./job-runner.js";
+import { LogStreamer, type LogStreamerOptions } from "./log-streamer.js";
+import type { Logger } from "./logger.js";
+
+export interface ActiveJobDeps {
+  agentName: string;
+  workDir: string;
+  git: GitCheckout;
+  backend: ContainerBackend;
+  send: (msg: AgentMessage) => boolean;
+  /** How often job.finished is repeated until the coordinator acknowledges it. */
+  resendEveryMs: number;
+  streamer: Omit<LogStreamerOptions, "jobId" | "send">;
+  log: Logger;
+}
+
+/**
+ * One job on this agent, from job.accept to finished.ack: runs it, streams its log, and repeats
+ * job.finished (after the last log byte is acknowledged) until the coordinator acknowledges it.
+ */
+export class ActiveJob {
+  readonly streamer: LogStreamer;
+  private readonly abort = new AbortController();
+  private finished: JobFinishedMessage | null = null;
+  private resendTimer: NodeJS.Timeout | null = null;
+  private done = false;
+
+  constructor(
+    readonly id: string,
+    readonly spec: JobSpec,
+    private readonly deps: ActiveJobDeps,
+  ) {
+    this.streamer = new LogStreamer({ ...deps.streamer, jobId: id, send: (m) => deps.send(m) });
+  }
+
+  run(): void {
+    void this.execute().catch((err: unknown) => this.deps.log.error(`job ${this.id}: ${String(err)}`));
+  }
+
+  private async execute(): Promise<void> {
+    const outcome = await runJob({
+      jobId: this.id,
+      spec: this.spec,
+      agentName: this.deps.agentName,
+      workDir: this.deps.workDir,
+      git: this.deps.git,
+      backend: this.deps.backend,
+      log: this.streamer,
+      signal: this.abort.signal,
+      phase: (phase) => this.deps.send({ type: "job.phase", jobId: this.id, phase }),
+    });
+    const { totalBytes, sha256 } = await this.streamer.finish();
+    if (this.done) return;
+    this.finished = { type: "job.finished", jobId: this.id, ...outcome, totalBytes, sha256 };
+    this.deps.log.info(`job ${this.id} ${outcome.result}${outcome.reason ? `: ${outcome.reason}` : ""}`);
+    this.sendFinished();
+  }
+
+  private sendFinished(): void {
+    if (!this.finished || this.done) return;
+    this.deps.send(this.finished);
+    if (this.resendTimer) clearTimeout(this.resendTimer);
+    this.resendTimer = setTimeout(() => this.sendFinished(), this.deps.resendEveryMs);
+  }
+
+  /** After a reconnect: resend log bytes from the coordinator's durable length, and the result. */
+  resume(ackedOffset: number): void {
+    this.streamer.rewind(ackedOffset);
+    this.sendFinished();
+  }
+
+  cancel(reason: string, graceMs: number): void {
+    if (this.abort.signal.aborted) return;
+    this.deps.log.warn(`job ${this.id}: cancel (${reason}), grace ${graceMs} ms`);
+    this.abort.abort(reason);
+  }
+
+  /** The coordinator acknowledged the result; returns false if there was none to acknowledge. */
+  acknowledged(): boolean {
+    if (!this.finished) return false;
+    this.dispose();
+    return true;
+  }
+
+  /** Stops the job without reporting (the coordinator no longer expects it). */
+  abandon(): void {
+    this.abort.abort("abandoned");
+    this.dispose();
+  }
+
+  private dispose(): void {
+    this.done = true;
+    if (this.resendTimer) clearTimeout(this.resendTimer);
+    this.streamer.dispose();
+  }
+}

@@ -1,0 +1,243 @@
+import { WebSocket } from "ws";
+import { fullJitterDelay } from "../protocol/backoff.js";
+import { errorMessage } from "../protocol/errors.js";
+import {
+  PROTOCOL_VERSION,
+  type AgentMessage,
+  type CoordinatorMessage,
+  type JobAssignMessage,
+  type WelcomeMessage,
+} from "../protocol/messages.js";
+import { MAX_FRAME_BYTES, parseCoordinatorMessage } from "../protocol/parse.js";
+import type { AgentConfig } from "./config.js";
+import type { ContainerBackend } from "./container-backend.js";
+import type { GitCheckout } from "./git-checkout.js";
+import { ActiveJob } from "./active-job.js";
+import { LABEL_AGENT } from "./job-runner.js";
+import type { Logger } from "./logger.js";
+
+export const AGENT_VERSION = "0.1.0";
+
+/**
+ * The agent's side of the protocol: dials the coordinator, says hello, runs offered jobs up to its
+ * capacity, and keeps doing so across reconnects (jittered backoff) without losing log bytes or
+ * results. See protocol/messages.ts for the contract.
+ */
+export class Agent {
+  private ws: WebSocket | null = null;
+  private welcome: WelcomeMessage | null = null;
+  private readonly jobs = new Map<string, ActiveJob>();
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private attempt = 0;
+  private stopped = false;
+  private draining = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly git: GitCheckout,
+    private readonly backend: ContainerBackend,
+    private readonly log: Logger,
+  ) {}
+
+  /** Removes containers of an earlier life of this agent, then connects. */
+  async start(): Promise<void> {
+    const removed = await this.backend.removeLeftovers({ [LABEL_AGENT]: this.config.name });
+    if (removed > 0) this.log.info(`removed ${removed} leftover container(s) of an earlier run`);
+    this.connect();
+  }
+
+  get connected(): boolean {
+    return this.welcome !== null && this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  get runningJobs(): number {
+    return this.jobs.size;
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    const ws = new WebSocket(this.config.url, {
+      headers: { Authorization: `Bearer ${this.config.token}` },
+      maxPayload: MAX_FRAME_BYTES,
+      handshakeTimeout: 10_000,
+    });
+    this.ws = ws;
+    ws.on("open", () => this.hello());
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) return;
+      const parsed = parseCoordinatorMessage(data.toString());
+      if (!parsed.ok) {
+        this.log.warn(`bad frame from coordinator: ${parsed.error}`);
+        this.send({ type: "error", code: parsed.code, message: parsed.error });
+        return;
+      }
+      try {
+        this.handle(parsed.message);
+      } catch (err) {
+        this.log.error(`handling ${parsed.message.type}: ${errorMessage(err)}`);
+      }
+    });
+    ws.on("unexpected-response", (_req, res) => {
+      this.log.error(
+        `coordinator refused the connection: HTTP ${res.statusCode ?? "?"}${res.statusCode === 401 ? " (wrong agent token)" : ""}`,
+      );
+      ws.terminate();
+    });
+    ws.on("error", (err) => this.log.warn(`connection error: ${err.message}`));
+    ws.on("close", (code, reason) => this.closed(ws, code, reason.toString()));
+  }
+
+  private hello(): void {
+    this.send({
+      type: "hello",
+      protocolVersion: PROTOCOL_VERSION,
+      name: this.config.name,
+      labels: this.config.labels,
+      capacity: this.config.capacity,
+      agentVersion: AGENT_VERSION,
+      running: [...this.jobs.values()].map((j) => ({ jobId: j.id, ackedOffset: j.streamer.acked })),
+    });
+  }
+
+  private closed(ws: WebSocket, code: number, reason: string): void {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.welcome = null;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    if (this.stopped) return;
+    const delay = fullJitterDelay(this.attempt++, this.config.reconnect);
+    this.log.warn(`disconnected (${code}${reason ? ` ${reason}` : ""}); reconnecting in ${delay} ms`);
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Sends a frame when connected; returns false otherwise (callers keep what they must resend). */
+  send(msg: AgentMessage): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    if (msg.type !== "hello" && msg.type !== "error" && !this.welcome) return false;
+    ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  private handle(msg: CoordinatorMessage): void {
+    switch (msg.type) {
+      case "welcome":
+        return this.welcomed(msg);
+      case "job.assign":
+        return this.assign(msg);
+      case "job.cancel":
+        this.jobs.get(msg.jobId)?.cancel(msg.reason, msg.graceMs);
+        return;
+      case "log.ack":
+        this.jobs.get(msg.jobId)?.streamer.ack(msg.offset);
+        return;
+      case "log.rewind":
+        this.jobs.get(msg.jobId)?.streamer.rewind(msg.offset);
+        return;
+      case "finished.ack":
+        return this.finishedAck(msg.jobId);
+      case "error":
+        this.log.warn(`coordinator says ${msg.code}: ${msg.message}`);
+        return;
+    }
+  }
+
+  private welcomed(msg: WelcomeMessage): void {
+    this.welcome = msg;
+    this.attempt = 0;
+    this.log.info(`connected to ${this.config.url} as ${this.config.name}`);
+    for (const c of msg.cancel) {
+      const job = this.jobs.get(c);
+      if (job) {
+        this.log.warn(`coordinator no longer expects job ${c}; stopping it`);
+        job.abandon();
+        this.jobs.delete(c);
+      }
+    }
+    for (const job of this.jobs.values()) {
+      job.streamer.configure(this.streamerTiming(msg));
+      const resumed = msg.resumed.find((r) => r.jobId === job.id);
+      job.resume(resumed ? resumed.ackedOffset : job.streamer.acked);
+    }
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = setInterval(
+      () => this.send({ type: "heartbeat", running: [...this.jobs.keys()] }),
+      msg.heartbeatIntervalMs,
+    );
+    this.notifyIdle();
+  }
+
+  private streamerTiming(w: WelcomeMessage) {
+    return {
+      maxChunkBytes: w.maxChunkBytes,
+      maxLogBytes: w.maxLogBytes,
+      flushIntervalMs: w.logFlushIntervalMs,
+    };
+  }
+
+  private assign(msg: JobAssignMessage): void {
+    const welcome = this.welcome;
+    if (!welcome) return;
+    if (this.jobs.has(msg.jobId)) return void this.send({ type: "job.accept", jobId: msg.jobId });
+    if (this.draining || this.jobs.size >= this.config.capacity) {
+      this.send({
+        type: "job.reject",
+        jobId: msg.jobId,
+        reason: this.draining ? "agent is draining" : "no free slot",
+      });
+      return;
+    }
+    const job = new ActiveJob(msg.jobId, msg.spec, {
+      agentName: this.config.name,
+      workDir: this.config.workDir,
+      git: this.git,
+      backend: this.backend,
+      send: (m) => this.send(m),
+      resendEveryMs: welcome.heartbeatIntervalMs,
+      streamer: { ...this.streamerTiming(welcome), highWaterBytes: this.config.logHighWaterBytes },
+      log: this.log,
+    });
+    this.jobs.set(msg.jobId, job);
+    this.send({ type: "job.accept", jobId: msg.jobId });
+    this.log.info(`job ${msg.jobId}: ${msg.spec.repositoryUri} ${msg.spec.ref || msg.spec.commit}`);
+    job.run();
+  }
+
+  private finishedAck(jobId: string): void {
+    const job = this.jobs.get(jobId);
+    if (!job?.acknowledged()) return;
+    this.jobs.delete(jobId);
+    this.notifyIdle();
+  }
+
+  private notifyIdle(): void {
+    if (this.jobs.size > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Takes no new jobs and resolves when the running ones are reported. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    if (this.jobs.size === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Cancels every running job (they still report `cancelled`). */
+  cancelAll(reason: string): void {
+    for (const job of this.jobs.values()) job.cancel(reason, 0);
+  }
+
+  /** Closes the connection without waiting for jobs; used by tests and after drain. */
+  stop(): void {
+    this.stopped = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    for (const job of this.jobs.values()) job.abandon();
+    this.ws?.close(1000, "agent stopping");
+  }
+}

@@ -1,0 +1,23 @@
+import type { BackoffOptions } from "../protocol/backoff.js";
+
+export interface AgentConfig {
+  /** ws:// or wss:// URL of the coordinator's /agent endpoint. */
+  url: string;
+  token: string;
+  name: string;
+  labels: string[];
+  /** Jobs run at once. */
+  capacity: number;
+  /** Holds the mirror cache, per-job workspaces and the agent's identity. */
+  workDir: string;
+  /** Path of the Docker engine socket. */
+  dockerSocket: string;
+  reconnect: BackoffOptions;
+  /** Unacknowledged log bytes per job before the container's output is held back. */
+  logHighWaterBytes: number;
+}
+
+/** 1 s .. 60 s: quick after a blip, gentle on a coordinator that is down for a while. */
+export const DEFAULT_RECONNECT: BackoffOptions = Object.freeze({ baseMs: 1_000, capMs: 60_000 });
+export const DEFAULT_LOG_HIGH_WATER_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock";

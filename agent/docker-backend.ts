@@ -1,0 +1,128 @@
+/** The container backend on a Docker engine, through dockerode. */
+import type { Writable } from "node:stream";
+import Dockerode from "dockerode";
+import { PdciError, errorMessage } from "../protocol/errors.js";
+import type { BuildRequest, ContainerBackend, RunOutcome, RunRequest } from "./container-backend.js";
+import { followDockerProgress } from "./docker-progress.js";
+import { destroyStream, runContainer } from "./docker-run.js";
+
+const DEFAULT_SOCKET = "/var/run/docker.sock";
+const PING_TIMEOUT_MS = 5000;
+
+function statusCode(err: unknown): number | undefined {
+  if (err === null || typeof err !== "object" || !("statusCode" in err)) return undefined;
+  return typeof err.statusCode === "number" ? err.statusCode : undefined;
+}
+
+/** Splits `registry:5000/name:tag` into the repository and the tag ("latest" when none is given). */
+export function splitTag(image: string): { repo: string; tag: string } {
+  const colon = image.lastIndexOf(":");
+  if (colon > image.lastIndexOf("/")) return { repo: image.slice(0, colon), tag: image.slice(colon + 1) };
+  return { repo: image, tag: "latest" };
+}
+
+export class DockerBackend implements ContainerBackend {
+  private readonly docker: Dockerode;
+  private readonly socketPath: string;
+  private readonly registryAuth: Dockerode.AuthConfig | undefined;
+
+  /** `registryAuth`: credentials sent with pushes; without them the registry must accept anonymous pushes. */
+  constructor(opts: { socketPath?: string; docker?: Dockerode; registryAuth?: Dockerode.AuthConfig } = {}) {
+    const modemSocket: unknown = opts.docker ? Reflect.get(opts.docker.modem, "socketPath") : undefined;
+    this.socketPath = opts.socketPath ?? (typeof modemSocket === "string" ? modemSocket : DEFAULT_SOCKET);
+    this.docker = opts.docker ?? new Dockerode({ socketPath: this.socketPath });
+    this.registryAuth = opts.registryAuth;
+  }
+
+  async build(req: BuildRequest): Promise<void> {
+    const cancelled = () => new PdciError("cancelled", "the build was cancelled");
+    if (req.signal.aborted) throw cancelled();
+    let failure: string | null;
+    try {
+      const stream = await this.docker.buildImage(req.context, {
+        t: req.tag,
+        labels: req.labels,
+        rm: true,
+        forcerm: true,
+        abortSignal: req.signal,
+      });
+      failure = await followDockerProgress(this.docker, stream, req.output);
+    } catch (err) {
+      if (req.signal.aborted) throw cancelled();
+      const message = `the build did not complete: ${errorMessage(err)}`;
+      req.output.write(`error: ${message}\n`);
+      throw new PdciError("build_failed", message, { cause: err });
+    } finally {
+      // A build that stopped early leaves the context unread; its producer (git archive) must not wait.
+      destroyStream(req.context);
+    }
+    // An aborted request may end the event stream quietly, without an error event.
+    if (req.signal.aborted) throw cancelled();
+    if (failure !== null) throw new PdciError("build_failed", failure);
+  }
+
+  run(req: RunRequest): Promise<RunOutcome> {
+    return runContainer(this.docker, req);
+  }
+
+  async removeImage(tag: string): Promise<void> {
+    try {
+      await this.docker.getImage(tag).remove({ force: true });
+    } catch (err) {
+      if (statusCode(err) !== 404) throw err;
+    }
+  }
+
+  async push(tag: string, output: Writable): Promise<void> {
+    const { repo, tag: version } = splitTag(tag);
+    let failure: string | null;
+    try {
+      // The engine wants an X-Registry-Auth header even for anonymous pushes; `{}` is a valid one.
+      const stream = await this.docker
+        .getImage(repo)
+        .push({ tag: version, authconfig: this.registryAuth ?? {} });
+      failure = await followDockerProgress(this.docker, stream, output);
+    } catch (err) {
+      failure = errorMessage(err);
+      output.write(`error: ${failure}\n`);
+    }
+    if (failure !== null) throw new PdciError("push_failed", `pushing ${tag} failed: ${failure}`);
+  }
+
+  async removeLeftovers(labels: Record<string, string>): Promise<number> {
+    const filters = Object.entries(labels).map(([key, value]) => `${key}=${value}`);
+    // Without a label the filter would match every container of the host.
+    if (filters.length === 0) throw new PdciError("bad_input", "removeLeftovers needs at least one label");
+    const found = await this.docker.listContainers({ all: true, filters: { label: filters } });
+    let removed = 0;
+    for (const info of found) {
+      try {
+        await this.docker.getContainer(info.Id).remove({ force: true });
+        removed += 1;
+      } catch (err) {
+        if (statusCode(err) !== 404) throw err;
+      }
+    }
+    return removed;
+  }
+
+  async ping(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${PING_TIMEOUT_MS} ms`)), PING_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([this.docker.ping(), timeout]);
+    } catch (err) {
+      throw new PdciError(
+        "docker_unavailable",
+        `no Docker engine answers on ${this.socketPath} (${errorMessage(err)}): start it with ` +
+          "`sudo systemctl start docker` (or run `dockerd &` as root), and make sure this user may use " +
+          "the socket (member of the `docker` group)",
+        { cause: err },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

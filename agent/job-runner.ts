@@ -1,0 +1,143 @@
+import { randomBytes } from "node:crypto";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { errorMessage, PdciError } from "../protocol/errors.js";
+import type { JobPhase, JobResult, JobSpec } from "../protocol/messages.js";
+import type { ContainerBackend } from "./container-backend.js";
+import type { GitCheckout } from "./git-checkout.js";
+import type { LogStreamer } from "./log-streamer.js";
+
+export const LABEL_JOB = "phab-dock-ci.job";
+export const LABEL_AGENT = "phab-dock-ci.agent";
+
+export interface JobOutcome {
+  result: JobResult;
+  exitCode: number | null;
+  reason: string;
+}
+
+export interface RunJobContext {
+  jobId: string;
+  spec: JobSpec;
+  agentName: string;
+  workDir: string;
+  git: GitCheckout;
+  backend: ContainerBackend;
+  log: LogStreamer;
+  signal: AbortSignal;
+  phase: (phase: JobPhase) => void;
+}
+
+function banner(log: LogStreamer, text: string): void {
+  log.line(`\n--- phab-dock-ci: ${text}`);
+}
+
+/** Docker image tags allow only a small alphabet; job ids are numbers, the suffix keeps them unique. */
+function imageTag(jobId: string): string {
+  const safe =
+    jobId
+      .replace(/[^a-z0-9]/gi, "")
+      .toLowerCase()
+      .slice(0, 32) || "job";
+  return `pdci-job-${safe}-${randomBytes(4).toString("hex")}:latest`;
+}
+
+function cancelledOutcome(signal: AbortSignal): JobOutcome {
+  return {
+    result: "cancelled",
+    exitCode: null,
+    reason: `cancelled: ${String(signal.reason ?? "by request")}`,
+  };
+}
+
+/**
+ * Runs one job start to end: checkout, build, run. Never throws: every failure becomes a `fail`
+ * outcome with a reason, and the workspace, container and image are removed in every case.
+ */
+export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
+  const { spec, log, signal } = ctx;
+  const workspace = join(ctx.workDir, "workspaces", `job-${ctx.jobId}-${randomBytes(3).toString("hex")}`);
+  const tag = imageTag(ctx.jobId);
+  const labels = { [LABEL_JOB]: ctx.jobId, [LABEL_AGENT]: ctx.agentName };
+  let built = false;
+  try {
+    ctx.phase("fetching");
+    banner(log, `fetching ${spec.ref || spec.commit} from ${spec.repositoryUri}`);
+    const { commit } = await ctx.git.checkout({
+      jobId: ctx.jobId,
+      repositoryUri: spec.repositoryUri,
+      ref: spec.ref,
+      commit: spec.commit,
+      workspace,
+      log: (text: string) => log.line(text),
+    });
+    if (signal.aborted) return cancelledOutcome(signal);
+
+    ctx.phase("building");
+    banner(log, `building commit ${commit}`);
+    built = true;
+    await ctx.backend.build({
+      jobId: ctx.jobId,
+      context: ctx.git.archive(workspace, commit),
+      tag,
+      labels,
+      output: log.writable,
+      signal,
+    });
+    if (signal.aborted) return cancelledOutcome(signal);
+
+    ctx.phase("running");
+    banner(log, "running the image's default command");
+    const run = await ctx.backend.run({
+      jobId: ctx.jobId,
+      image: tag,
+      labels,
+      limits: spec.limits,
+      timeoutMs: spec.timeoutMs,
+      graceMs: spec.cancelGraceMs,
+      output: log.writable,
+      signal,
+    });
+    if (run.cancelled) return cancelledOutcome(signal);
+    if (run.timedOut) {
+      banner(log, `timed out after ${spec.timeoutMs} ms`);
+      return {
+        result: "fail",
+        exitCode: run.exitCode,
+        reason: `timed out after ${Math.round(spec.timeoutMs / 1000)} s`,
+      };
+    }
+    banner(log, `exit code ${run.exitCode ?? "unknown"}`);
+    if (run.exitCode === 0) return { result: "pass", exitCode: 0, reason: "" };
+    return { result: "fail", exitCode: run.exitCode, reason: `exit code ${run.exitCode ?? "unknown"}` };
+  } catch (err) {
+    if (signal.aborted) return cancelledOutcome(signal);
+    const code = err instanceof PdciError ? err.code : "agent_error";
+    banner(log, `${code}: ${errorMessage(err)}`);
+    const stage =
+      code === "git_failed" || code === "bad_input"
+        ? "checkout failed"
+        : code === "build_failed"
+          ? "build failed"
+          : "error";
+    return { result: "fail", exitCode: null, reason: `${stage}: ${firstLine(errorMessage(err))}` };
+  } finally {
+    ctx.phase("cleaning");
+    await cleanup(ctx, workspace, built ? tag : null);
+  }
+}
+
+function firstLine(text: string): string {
+  const line = text.split("\n").find((l) => l.trim() !== "") ?? text;
+  return line.length > 300 ? `${line.slice(0, 300)}…` : line;
+}
+
+async function cleanup(ctx: RunJobContext, workspace: string, tag: string | null): Promise<void> {
+  const errors: string[] = [];
+  if (tag)
+    await ctx.backend.removeImage(tag).catch((err: unknown) => errors.push(`image: ${errorMessage(err)}`));
+  await rm(workspace, { recursive: true, force: true }).catch((err: unknown) =>
+    errors.push(`workspace: ${errorMessage(err)}`),
+  );
+  if (errors.length > 0) banner(ctx.log, `cleanup problems: ${errors.join("; ")}`);
+}

@@ -1,0 +1,90 @@
+import { hostname } from "node:os";
+import { resolve } from "node:path";
+import { Command } from "commander";
+import Conf from "conf";
+import {
+  DEFAULT_DOCKER_SOCKET,
+  DEFAULT_LOG_HIGH_WATER_BYTES,
+  DEFAULT_RECONNECT,
+  type AgentConfig,
+} from "../agent/config.js";
+import { ConfigError, OptionReader } from "./options.js";
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const LABEL = /^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,63}$/;
+
+export function addAgentOptions(cmd: Command): Command {
+  return cmd
+    .option("--url <url>", "coordinator agent endpoint, ws(s)://host/agent (PDCI_URL)")
+    .option("--token-file <file>", "file holding the agent token (PDCI_AGENT_TOKEN)")
+    .option(
+      "--name <name>",
+      "agent name, unique per host (PDCI_AGENT_NAME, default: remembered, else the host name)",
+    )
+    .option("--labels <list>", "comma list of labels jobs can ask for (PDCI_LABELS)")
+    .option("--capacity <n>", "jobs run at once (PDCI_CAPACITY, default 1)")
+    .option("--work-dir <dir>", "mirror cache, workspaces, identity (PDCI_WORK_DIR, default ./data/agent)")
+    .option(
+      "--docker-socket <path>",
+      "Docker engine socket (PDCI_DOCKER_SOCKET, default /var/run/docker.sock)",
+    );
+}
+
+/**
+ * The agent remembers its name in its work directory (with `conf`), so a restarted agent comes back
+ * under the same name and the coordinator can match it to the jobs it held.
+ */
+function agentName(given: string, workDir: string): string {
+  const identity = new Conf<{ name?: string }>({
+    projectName: "phab-dock-ci",
+    cwd: workDir,
+    configName: "agent",
+  });
+  if (given) {
+    if (identity.get("name") !== given) identity.set("name", given);
+    return given;
+  }
+  const remembered = identity.get("name");
+  if (remembered) return remembered;
+  const name = hostname().replace(/[^A-Za-z0-9_.-]/g, "-");
+  identity.set("name", name);
+  return name;
+}
+
+/** Builds the one validated, frozen agent configuration from flags and environment. */
+export function agentConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): AgentConfig {
+  const r = new OptionReader(opts, env);
+  const url = r.string("url", "PDCI_URL", "");
+  if (!/^wss?:\/\/[^/]+/.test(url))
+    r.problems.push(
+      "--url / PDCI_URL: a ws:// or wss:// URL of the coordinator's /agent endpoint is required",
+    );
+  const token = r.secret("tokenFile", "PDCI_AGENT_TOKEN");
+  if (!token) r.problems.push("an agent token is required (--token-file or PDCI_AGENT_TOKEN)");
+  const labels = r.list("labels", "PDCI_LABELS");
+  for (const l of labels) if (!LABEL.test(l)) r.problems.push(`--labels: '${l}' is not a valid label`);
+  const workDir = resolve(r.string("workDir", "PDCI_WORK_DIR", "./data/agent"));
+  const given = r.string("name", "PDCI_AGENT_NAME", "");
+  if (given && !NAME.test(given))
+    r.problems.push(`--name: '${given}' may use letters, digits, '.', '_' and '-'`);
+  const config: AgentConfig = {
+    url,
+    token,
+    name: "",
+    labels: [...new Set(labels)].sort(),
+    capacity: r.int("capacity", "PDCI_CAPACITY", 1, 1, 1024),
+    workDir,
+    dockerSocket: r.string("dockerSocket", "PDCI_DOCKER_SOCKET", DEFAULT_DOCKER_SOCKET),
+    reconnect: DEFAULT_RECONNECT,
+    logHighWaterBytes: DEFAULT_LOG_HIGH_WATER_BYTES,
+  };
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  config.name = agentName(given, workDir);
+  return Object.freeze(config);
+}
+
+export function agentCommand(run: (config: AgentConfig) => Promise<void>): Command {
+  return addAgentOptions(
+    new Command("agent").description("run a build agent on this Docker host; it dials the coordinator"),
+  ).action(async (opts: Record<string, unknown>) => run(agentConfig(opts, process.env)));
+}

@@ -1,0 +1,113 @@
+import { resolve } from "node:path";
+import { Command } from "commander";
+import {
+  DEFAULT_CONDUIT_TIMEOUT_MS,
+  DEFAULT_LIMITS,
+  DEFAULT_RETRY_BASE_MS,
+  DEFAULT_RETRY_CAP_MS,
+  DEFAULT_TIMING,
+  type CoordinatorConfig,
+} from "../coordinator/config.js";
+import { ConfigError, OptionReader } from "./options.js";
+
+const MIB = 1024 * 1024;
+
+export function addCoordinatorOptions(cmd: Command): Command {
+  return cmd
+    .option("--listen <host:port>", "address to listen on (PDCI_LISTEN, default 127.0.0.1:8080)")
+    .option("--data <dir>", "SQLite database and logs (PDCI_DATA, default ./data)")
+    .option("--public-url <url>", "base of links given to Harbormaster (PDCI_PUBLIC_URL)")
+    .option("--conduit-url <url>", "Phabricator/Phorge base URL (PDCI_CONDUIT_URL)")
+    .option("--conduit-token-file <file>", "file holding the Conduit API token (PDCI_CONDUIT_TOKEN)")
+    .option("--webhook-user <user>", "HTTP Basic user Harbormaster sends (PDCI_WEBHOOK_USER)")
+    .option("--webhook-password-file <file>", "file holding the HTTP Basic password (PDCI_WEBHOOK_PASSWORD)")
+    .option("--agent-token-file <file>", "file holding the token agents present (PDCI_AGENT_TOKEN)")
+    .option(
+      "--allow-repository <prefix...>",
+      "only build repositories whose URI starts with a prefix (PDCI_ALLOW_REPOSITORIES, comma list)",
+    )
+    .option("--retries <n>", "runs of a lost job on another agent before it fails (PDCI_RETRIES, default 1)")
+    .option(
+      "--job-timeout <seconds>",
+      "wall-clock limit of a job's container (PDCI_JOB_TIMEOUT, default 3600)",
+    )
+    .option("--job-memory <MiB>", "memory limit of a job's container (PDCI_JOB_MEMORY, default 2048)")
+    .option("--job-cpus <n>", "CPU limit of a job's container (PDCI_JOB_CPUS, default 2)")
+    .option("--job-pids <n>", "process limit of a job's container (PDCI_JOB_PIDS, default 1024)")
+    .option(
+      "--heartbeat-interval <seconds>",
+      "agent heartbeat interval (PDCI_HEARTBEAT_INTERVAL, default 10)",
+    )
+    .option("--lease <seconds>", "a job whose agent is silent this long is lost (PDCI_LEASE, default 30)");
+}
+
+/** Builds the one validated, frozen coordinator configuration from flags and environment. */
+export function coordinatorConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): CoordinatorConfig {
+  const r = new OptionReader(opts, env);
+  const { host, port } = r.hostPort("listen", "PDCI_LISTEN", "127.0.0.1:8080");
+  const publicUrl = r.string("publicUrl", "PDCI_PUBLIC_URL", "").replace(/\/+$/, "");
+  if (publicUrl && !/^https?:\/\/[^/]+/.test(publicUrl))
+    r.problems.push("--public-url: must be an absolute http(s) URL (Harbormaster links need one)");
+  const conduitUrl = r.string("conduitUrl", "PDCI_CONDUIT_URL", "").replace(/\/+$/, "");
+  const conduitToken = r.secret("conduitTokenFile", "PDCI_CONDUIT_TOKEN");
+  if (conduitUrl && !/^https?:\/\/[^/]+/.test(conduitUrl))
+    r.problems.push("--conduit-url: must be an http(s) URL");
+  if (conduitUrl && !conduitToken)
+    r.problems.push("--conduit-url is set but no Conduit token (--conduit-token-file or PDCI_CONDUIT_TOKEN)");
+  const webhookUser = r.string("webhookUser", "PDCI_WEBHOOK_USER", "");
+  const webhookPassword = r.secret("webhookPasswordFile", "PDCI_WEBHOOK_PASSWORD");
+  if (Boolean(webhookUser) !== Boolean(webhookPassword))
+    r.problems.push("webhook user and password must be set together");
+  const agentToken = r.secret("agentTokenFile", "PDCI_AGENT_TOKEN");
+  if (!agentToken) r.problems.push("an agent token is required (--agent-token-file or PDCI_AGENT_TOKEN)");
+  else if (agentToken.length < 16) r.problems.push("the agent token must be at least 16 characters");
+  const leaseMs = r.seconds("lease", "PDCI_LEASE", DEFAULT_TIMING.leaseMs);
+  const config: CoordinatorConfig = {
+    host,
+    port,
+    dataDir: resolve(r.string("data", "PDCI_DATA", "./data")),
+    publicUrl,
+    conduit: conduitUrl
+      ? {
+          url: conduitUrl,
+          token: conduitToken,
+          timeoutMs: DEFAULT_CONDUIT_TIMEOUT_MS,
+          retryBaseMs: DEFAULT_RETRY_BASE_MS,
+          retryCapMs: DEFAULT_RETRY_CAP_MS,
+        }
+      : null,
+    webhookUser,
+    webhookPassword,
+    agentToken,
+    allowedRepositories: r.list("allowRepository", "PDCI_ALLOW_REPOSITORIES"),
+    retries: r.int("retries", "PDCI_RETRIES", 1, 0, 100),
+    limits: {
+      memoryBytes: r.int("jobMemory", "PDCI_JOB_MEMORY", DEFAULT_LIMITS.memoryBytes / MIB, 6, 1 << 24) * MIB,
+      nanoCpus:
+        Math.round(Number(r.string("jobCpus", "PDCI_JOB_CPUS", "2")) * 1e9) || DEFAULT_LIMITS.nanoCpus,
+      pidsLimit: r.int("jobPids", "PDCI_JOB_PIDS", DEFAULT_LIMITS.pidsLimit, 16, 1 << 22),
+    },
+    timing: {
+      ...DEFAULT_TIMING,
+      heartbeatIntervalMs: r.seconds(
+        "heartbeatInterval",
+        "PDCI_HEARTBEAT_INTERVAL",
+        Math.min(DEFAULT_TIMING.heartbeatIntervalMs, leaseMs / 3),
+      ),
+      leaseMs,
+      jobTimeoutMs: r.seconds("jobTimeout", "PDCI_JOB_TIMEOUT", DEFAULT_TIMING.jobTimeoutMs),
+    },
+  };
+  if (config.timing.heartbeatIntervalMs * 2 > leaseMs)
+    r.problems.push("the heartbeat interval must be at most half the lease");
+  if (r.problems.length > 0) throw new ConfigError(r.problems);
+  return Object.freeze(config);
+}
+
+export function coordinatorCommand(run: (config: CoordinatorConfig) => Promise<void>): Command {
+  return addCoordinatorOptions(
+    new Command("coordinator").description(
+      "run the coordinator: webhook intake, queue, agent hub, Conduit reporter, web UI",
+    ),
+  ).action(async (opts: Record<string, unknown>) => run(coordinatorConfig(opts, process.env)));
+}

@@ -1,0 +1,165 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type WebSocket } from "ws";
+import { CLOSE_POLICY_VIOLATION, PROTOCOL_VERSION, type HelloMessage } from "../protocol/messages.js";
+import { MAX_FRAME_BYTES, parseAgentMessage } from "../protocol/parse.js";
+import { AgentSession } from "./agent-session.js";
+import type { CoordinatorConfig } from "./config.js";
+import type { JobController } from "./job-controller.js";
+import type { JobStore } from "./job-store.js";
+import type { Logger } from "./logger.js";
+import type { Scheduler } from "./scheduler.js";
+import { secretEquals } from "./secret-equals.js";
+
+/** Bad frames tolerated per connection before it is closed with 1008. */
+const MAX_BAD_FRAMES = 5;
+const HELLO_TIMEOUT_MS = 10_000;
+/** Close code telling an agent that a newer connection under its name took over. */
+const CLOSE_REPLACED = 4000;
+
+/**
+ * The WebSocket side of the coordinator: authenticates the upgrade, runs the hello/welcome
+ * handshake, and hands every parsed frame to the job controller.
+ */
+export class Hub {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  private silenceTimer: NodeJS.Timeout | null = null;
+  /** After close, late socket events must not touch the (closed) store. */
+  private closed = false;
+
+  constructor(
+    private readonly config: CoordinatorConfig,
+    private readonly store: JobStore,
+    private readonly scheduler: Scheduler,
+    private readonly jobs: JobController,
+    private readonly log: Logger,
+  ) {
+    const every = Math.max(10, config.timing.heartbeatIntervalMs);
+    // An agent silent for a whole lease is a half-open socket: drop it so it can reconnect.
+    this.silenceTimer = setInterval(() => this.dropSilent(), every);
+    this.silenceTimer.unref();
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const auth = req.headers.authorization ?? "";
+    const token = auth.startsWith("Bearer ") ? auth.slice(7) : "";
+    if (!secretEquals(token, this.config.agentToken)) {
+      socket.end("HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws));
+  }
+
+  private connected(ws: WebSocket): void {
+    let session: AgentSession | null = null;
+    let badFrames = 0;
+    const helloTimer = setTimeout(() => {
+      if (!session) ws.close(CLOSE_POLICY_VIOLATION, "no hello");
+    }, HELLO_TIMEOUT_MS);
+    const refuse = (code: string, message: string) => {
+      ws.send(JSON.stringify({ type: "error", code, message }));
+      if (++badFrames >= MAX_BAD_FRAMES) ws.close(CLOSE_POLICY_VIOLATION, "too many bad frames");
+    };
+    ws.on("message", (data, isBinary) => {
+      if (this.closed) return;
+      if (isBinary) return refuse("bad_frame", "binary frames are not part of the protocol");
+      const parsed = parseAgentMessage(data.toString());
+      if (!parsed.ok) return refuse(parsed.code, parsed.error);
+      if (session) {
+        session.lastSeen = Date.now();
+        try {
+          this.jobs.handle(session, parsed.message);
+        } catch (err) {
+          this.log.error(`handling ${parsed.message.type} from ${session.name}: ${String(err)}`);
+          session.send({
+            type: "error",
+            code: "internal",
+            message: "the coordinator could not handle that message",
+          });
+        }
+        return;
+      }
+      if (parsed.message.type !== "hello") return refuse("hello_first", "the first message must be hello");
+      clearTimeout(helloTimer);
+      session = this.hello(ws, parsed.message);
+    });
+    ws.on("close", () => {
+      clearTimeout(helloTimer);
+      if (session && !this.closed) this.gone(session);
+    });
+    ws.on("error", (err) => this.log.warn(`agent socket error: ${err.message}`));
+  }
+
+  private hello(ws: WebSocket, hello: HelloMessage): AgentSession | null {
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      const message = `protocol version mismatch: agent speaks ${hello.protocolVersion}, coordinator speaks ${PROTOCOL_VERSION}; upgrade the older side`;
+      ws.send(JSON.stringify({ type: "error", code: "protocol_version", message }));
+      ws.close(CLOSE_POLICY_VIOLATION, "protocol version mismatch");
+      this.log.warn(`agent ${hello.name}: ${message}`);
+      return null;
+    }
+    const previous = this.scheduler.sessions.get(hello.name);
+    if (previous) {
+      this.log.warn(`agent ${hello.name} connected again; closing its previous connection`);
+      this.scheduler.sessions.delete(hello.name);
+      previous.close(CLOSE_REPLACED, "replaced by a newer connection");
+      this.jobs.disconnected(previous);
+    }
+    const session = new AgentSession(hello.name, hello.labels, hello.capacity, hello.agentVersion, ws);
+    const now = Date.now();
+    this.store.upsertAgent({
+      name: hello.name,
+      labels: hello.labels,
+      capacity: hello.capacity,
+      version: hello.agentVersion,
+      connected: true,
+      lastSeen: now,
+    });
+    const { resumed, cancel } = this.jobs.resume(session, hello.running);
+    const t = this.config.timing;
+    session.send({
+      type: "welcome",
+      protocolVersion: PROTOCOL_VERSION,
+      heartbeatIntervalMs: t.heartbeatIntervalMs,
+      leaseMs: t.leaseMs,
+      offerTimeoutMs: t.offerTimeoutMs,
+      logFlushIntervalMs: t.logFlushIntervalMs,
+      maxChunkBytes: t.maxChunkBytes,
+      maxLogBytes: t.maxLogBytes,
+      resumed,
+      cancel,
+    });
+    this.scheduler.sessions.set(hello.name, session);
+    this.log.info(
+      `agent ${hello.name} connected (capacity ${hello.capacity}, labels ${hello.labels.join(",") || "-"}, resumed ${resumed.length})`,
+    );
+    this.scheduler.kick();
+    return session;
+  }
+
+  private gone(session: AgentSession): void {
+    session.closed = true;
+    if (this.scheduler.sessions.get(session.name) !== session) return;
+    this.scheduler.sessions.delete(session.name);
+    this.store.setAgentConnected(session.name, false, Date.now());
+    this.jobs.disconnected(session);
+    this.log.info(`agent ${session.name} disconnected`);
+  }
+
+  private dropSilent(): void {
+    const limit = Date.now() - this.config.timing.leaseMs;
+    for (const s of this.scheduler.sessions.values()) {
+      if (s.lastSeen < limit) {
+        this.log.warn(`agent ${s.name} silent for a lease; dropping its connection`);
+        s.terminate();
+      }
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
+    for (const s of this.scheduler.sessions.values()) s.close(1001, "coordinator shutting down");
+    this.wss.close();
+  }
+}

@@ -1,0 +1,277 @@
+import type { AgentMessage, JobFinishedMessage, JobResult, RunningJob } from "../protocol/messages.js";
+import type { AgentSession } from "./agent-session.js";
+import type { CoordinatorConfig } from "./config.js";
+import type { Job, JobStore } from "./job-store.js";
+import type { LogStore } from "./log-store.js";
+import type { Logger } from "./logger.js";
+import type { Reporter } from "./reporter.js";
+import type { Scheduler } from "./scheduler.js";
+
+/**
+ * What happens to jobs when agents talk: claims, heartbeats, logs, results, lost leases.
+ * All durable changes go through the store; the in-memory sessions only mirror them.
+ */
+export class JobController {
+  private readonly ackWaiting = new Map<number, AgentSession>();
+  private ackScheduled = false;
+  private readonly finishing = new Set<number>();
+  private leaseTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly logs: LogStore,
+    private readonly scheduler: Scheduler,
+    private readonly reporter: Reporter,
+    private readonly config: CoordinatorConfig,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    // Offers died with the previous process; running jobs get a fresh lease so their agents can
+    // reconnect and resume before anything is declared lost.
+    for (const job of this.store.jobsInState("offered")) this.store.requeue(job.id, false, []);
+    const lease = Date.now() + this.config.timing.leaseMs;
+    for (const job of this.store.jobsInState("running"))
+      if (job.agent) this.store.renewLeases(job.agent, [job.id], lease);
+    const every = Math.max(10, Math.floor(this.config.timing.heartbeatIntervalMs / 2));
+    this.leaseTimer = setInterval(() => this.sweepLeases(), every);
+    this.leaseTimer.unref();
+  }
+
+  stop(): void {
+    if (this.leaseTimer) clearInterval(this.leaseTimer);
+  }
+
+  /** Decides which of the jobs an agent reports after (re)connecting it keeps. */
+  resume(session: AgentSession, running: RunningJob[]): { resumed: RunningJob[]; cancel: string[] } {
+    this.logs.sync();
+    const resumed: RunningJob[] = [];
+    const cancel: string[] = [];
+    const listed = new Set<number>();
+    for (const r of running) {
+      const id = Number(r.jobId);
+      const job = Number.isSafeInteger(id) ? this.store.getJob(id) : undefined;
+      if (job && job.state === "running" && job.agent === session.name) {
+        listed.add(id);
+        session.running.add(id);
+        resumed.push({ jobId: r.jobId, ackedOffset: this.logs.length(id) });
+      } else {
+        cancel.push(r.jobId);
+      }
+    }
+    this.store.renewLeases(session.name, [...listed], Date.now() + this.config.timing.leaseMs);
+    // Jobs we think this agent holds but it does not list were lost with its previous life.
+    for (const job of this.store.jobsInState("running")) {
+      if (job.agent === session.name && !listed.has(job.id)) this.lost(job, "the agent restarted without it");
+    }
+    for (const job of this.store.jobsInState("offered")) {
+      if (job.agent === session.name) this.store.requeue(job.id, false, []);
+    }
+    return { resumed, cancel };
+  }
+
+  /** A session closed: its offers go back to the queue; its running jobs keep their leases. */
+  disconnected(session: AgentSession): void {
+    for (const id of session.offers.keys()) this.store.requeue(id, false, []);
+    session.offers.clear();
+    this.scheduler.kick();
+  }
+
+  handle(session: AgentSession, msg: AgentMessage): void {
+    switch (msg.type) {
+      case "heartbeat":
+        return this.heartbeat(session, msg.running);
+      case "job.accept":
+        return this.accept(session, Number(msg.jobId));
+      case "job.reject":
+        return this.reject(session, Number(msg.jobId), msg.reason);
+      case "job.phase":
+        if (session.running.has(Number(msg.jobId))) this.store.setPhase(Number(msg.jobId), msg.phase);
+        return;
+      case "job.log":
+        return this.appendLog(session, Number(msg.jobId), msg.offset, msg.data);
+      case "job.finished":
+        void this.finished(session, msg).catch((err: unknown) =>
+          this.log.error(`finishing job ${msg.jobId}: ${String(err)}`),
+        );
+        return;
+      case "error":
+        this.log.warn(`agent ${session.name} reported ${msg.code}: ${msg.message}`);
+        return;
+      case "hello":
+        session.send({ type: "error", code: "unexpected_hello", message: "hello was already received" });
+        return;
+    }
+  }
+
+  private heartbeat(session: AgentSession, running: string[]): void {
+    const now = Date.now();
+    session.lastSeen = now;
+    const mine: number[] = [];
+    for (const raw of running) {
+      const id = Number(raw);
+      if (session.running.has(id)) mine.push(id);
+      else if (!session.offers.has(id) && !this.finishing.has(id)) {
+        session.send({
+          type: "job.cancel",
+          jobId: raw,
+          reason: "the coordinator does not know this job on this agent",
+          graceMs: this.config.timing.cancelGraceMs,
+        });
+      }
+    }
+    this.store.renewLeases(session.name, mine, now + this.config.timing.leaseMs);
+  }
+
+  private accept(session: AgentSession, id: number): void {
+    const timer = session.offers.get(id);
+    if (timer === undefined) {
+      session.send({ type: "job.cancel", jobId: String(id), reason: "offer expired", graceMs: 0 });
+      return;
+    }
+    clearTimeout(timer);
+    session.offers.delete(id);
+    const job = this.store.getJob(id);
+    const now = Date.now();
+    if (
+      !job ||
+      !this.store.markRunning(
+        id,
+        session.name,
+        now + this.config.timing.leaseMs,
+        now,
+        this.reporter.startedEntries(job),
+      )
+    ) {
+      session.send({ type: "job.cancel", jobId: String(id), reason: "job is no longer offered", graceMs: 0 });
+      return;
+    }
+    session.running.add(id);
+    this.scheduler.settled(id);
+    this.reporter.wake();
+    this.log.info(`job ${id} started on ${session.name}`);
+  }
+
+  private reject(session: AgentSession, id: number, reason: string): void {
+    const timer = session.offers.get(id);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    session.offers.delete(id);
+    this.scheduler.rejected(id, session.name);
+    this.store.requeue(id, false, []);
+    this.log.info(`agent ${session.name} rejected job ${id}: ${reason}`);
+    this.scheduler.kick();
+  }
+
+  private appendLog(session: AgentSession, id: number, offset: number, data: string): void {
+    if (!session.running.has(id)) {
+      session.send({ type: "error", code: "unknown_job", message: `job ${id} is not running on this agent` });
+      return;
+    }
+    const outcome = this.logs.append(id, offset, Buffer.from(data, "base64"));
+    if (outcome.kind === "gap") {
+      session.send({ type: "log.rewind", jobId: String(id), offset: outcome.length });
+      return;
+    }
+    if (outcome.kind === "full") {
+      session.send({
+        type: "error",
+        code: "log_full",
+        message: `job ${id} log exceeds ${this.config.timing.maxLogBytes} bytes`,
+      });
+    }
+    this.ackWaiting.set(id, session);
+    if (!this.ackScheduled) {
+      this.ackScheduled = true;
+      // One fsync per tick covers every chunk that arrived in it; only synced bytes are acked.
+      setImmediate(() => this.flushAcks());
+    }
+  }
+
+  private flushAcks(): void {
+    this.ackScheduled = false;
+    this.logs.sync();
+    for (const [id, session] of this.ackWaiting) {
+      session.send({ type: "log.ack", jobId: String(id), offset: this.logs.length(id) });
+    }
+    this.ackWaiting.clear();
+  }
+
+  private async finished(session: AgentSession, msg: JobFinishedMessage): Promise<void> {
+    const id = Number(msg.jobId);
+    const job = Number.isSafeInteger(id) ? this.store.getJob(id) : undefined;
+    if (!job || job.state === "finished" || job.agent !== session.name || !session.running.has(id)) {
+      // A duplicate, or a job that was taken away from this agent: acknowledge and ignore.
+      session.send({ type: "finished.ack", jobId: msg.jobId });
+      return;
+    }
+    this.logs.sync();
+    const length = this.logs.length(id);
+    if (length < msg.totalBytes) {
+      session.send({ type: "log.rewind", jobId: msg.jobId, offset: length });
+      return;
+    }
+    if (this.finishing.has(id)) return;
+    this.finishing.add(id);
+    try {
+      const sha = await this.logs.sha256(id);
+      const reason =
+        sha === msg.sha256
+          ? msg.reason
+          : `${msg.reason} (log checksum mismatch: agent ${msg.sha256}, stored ${sha})`.trim();
+      this.complete(job, msg.result, reason, msg.exitCode, length, sha);
+      session.running.delete(id);
+      session.send({ type: "finished.ack", jobId: msg.jobId });
+    } finally {
+      this.finishing.delete(id);
+    }
+  }
+
+  /** Records the one final result of a job and queues its report. */
+  complete(
+    job: Job,
+    result: JobResult,
+    reason: string,
+    exitCode: number | null,
+    logBytes: number,
+    sha: string,
+  ): void {
+    const entries = this.reporter.finishedEntries(job, result);
+    if (
+      this.store.finishJob(
+        job.id,
+        { result, reason, exitCode, logBytes, logSha256: sha },
+        Date.now(),
+        entries,
+      )
+    ) {
+      this.log.info(`job ${job.id} finished: ${result}${reason ? ` (${reason})` : ""}`);
+    }
+    this.logs.close(job.id);
+    this.scheduler.settled(job.id);
+    this.reporter.wake();
+    this.scheduler.kick();
+  }
+
+  private sweepLeases(): void {
+    for (const job of this.store.expiredLeases(Date.now()))
+      this.lost(job, "its agent stopped renewing the lease");
+  }
+
+  /** A running job whose agent is gone: run it again elsewhere while retries last, else fail it. */
+  private lost(job: Job, why: string): void {
+    const session = job.agent ? this.scheduler.sessions.get(job.agent) : undefined;
+    if (session?.running.delete(job.id)) {
+      session.send({ type: "job.cancel", jobId: String(job.id), reason: `job lost: ${why}`, graceMs: 0 });
+    }
+    if (job.attempt < this.config.retries) {
+      this.logs.archive(job.id, job.attempt);
+      this.store.requeue(job.id, true, []);
+      this.log.warn(`job ${job.id} lost on ${job.agent ?? "?"} (${why}); queued again`);
+      this.scheduler.kick();
+    } else {
+      this.logs.sync();
+      this.complete(job, "fail", `job lost: ${why}`, null, this.logs.length(job.id), "");
+    }
+  }
+}

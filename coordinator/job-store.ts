@@ -1,0 +1,112 @@
+import type { JobResult } from "../protocol/messages.js";
+
+/**
+ * Job lifecycle: queued -> offered (job.assign sent) -> running (job.accept) -> finished.
+ * An offer that is rejected or not answered, and a lost job with retries left, go back to queued.
+ */
+export type JobState = "queued" | "offered" | "running" | "finished";
+
+/** What intake stores: everything needed to run and report a job, already validated. */
+export interface NewJob {
+  targetPhid: string;
+  repositoryUri: string;
+  ref: string;
+  commit: string;
+  labels: string[];
+  /** Free-form facts from the webhook shown on the job page (diff, revision, build, project…). */
+  meta: Record<string, string>;
+}
+
+export interface Job extends NewJob {
+  id: number;
+  state: JobState;
+  result: JobResult | null;
+  reason: string;
+  exitCode: number | null;
+  phase: string;
+  agent: string | null;
+  attempt: number;
+  leaseExpiresAt: number | null;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  logBytes: number;
+  logSha256: string;
+}
+
+export type OutboxState = "pending" | "sent" | "dead";
+
+export interface OutboxMessage {
+  id: number;
+  jobId: number;
+  targetPhid: string;
+  method: string;
+  params: Record<string, unknown>;
+  state: OutboxState;
+  attempts: number;
+  nextAttemptAt: number;
+  lastError: string;
+}
+
+/** A Conduit call to make later, written in the same transaction as the state change it reports. */
+export interface OutboxEntry {
+  method: string;
+  params: Record<string, unknown>;
+}
+
+export interface AgentRecord {
+  name: string;
+  labels: string[];
+  capacity: number;
+  version: string;
+  connected: boolean;
+  lastSeen: number;
+}
+
+export interface Finish {
+  result: JobResult;
+  reason: string;
+  exitCode: number | null;
+  logBytes: number;
+  logSha256: string;
+}
+
+/**
+ * Durable state of the coordinator. Every method that changes more than one row is one
+ * transaction, so a crash at any point leaves a consistent store.
+ */
+export interface JobStore {
+  /** Inserts a job unless one exists for the target; returns the job and whether it was created. */
+  createJob(job: NewJob, now: number): { job: Job; created: boolean };
+  getJob(id: number): Job | undefined;
+  listJobs(limit: number, beforeId?: number): Job[];
+  /** Queued jobs in order (oldest first). */
+  queuedJobs(limit: number): Job[];
+  jobsInState(state: JobState): Job[];
+  countByState(): Record<JobState, number>;
+
+  markOffered(id: number, agent: string, now: number): boolean;
+  /** Returns an offered or running job to the queue (front, by id); `attempt` grows when it had run. */
+  requeue(id: number, countAttempt: boolean, outbox: OutboxEntry[]): boolean;
+  markRunning(id: number, agent: string, leaseExpiresAt: number, now: number, outbox: OutboxEntry[]): boolean;
+  renewLeases(agent: string, jobIds: number[], leaseExpiresAt: number): void;
+  expiredLeases(now: number): Job[];
+  setPhase(id: number, phase: string): void;
+  setLogBytes(id: number, bytes: number): void;
+  finishJob(id: number, finish: Finish, now: number, outbox: OutboxEntry[]): boolean;
+
+  /** Pending messages that are due, skipping any target that has an earlier pending message. */
+  dueOutbox(now: number, limit: number): OutboxMessage[];
+  outboxForJob(jobId: number): OutboxMessage[];
+  markSent(id: number, now: number): void;
+  markRetry(id: number, nextAttemptAt: number, error: string): void;
+  markDead(id: number, error: string): void;
+  nextOutboxDue(): number | null;
+
+  upsertAgent(agent: AgentRecord): void;
+  setAgentConnected(name: string, connected: boolean, now: number): void;
+  touchAgent(name: string, now: number): void;
+  listAgents(): AgentRecord[];
+
+  close(): void;
+}

@@ -1,0 +1,295 @@
+import Database from "better-sqlite3";
+import type {
+  AgentRecord,
+  Finish,
+  Job,
+  JobState,
+  JobStore,
+  NewJob,
+  OutboxEntry,
+  OutboxMessage,
+} from "./job-store.js";
+import { SCHEMA } from "./sqlite-schema.js";
+
+type Row = Record<string, unknown>;
+
+const str = (v: unknown): string => (typeof v === "string" ? v : "");
+const num = (v: unknown): number => (typeof v === "number" ? v : Number(v ?? 0));
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+function toJob(r: Row): Job {
+  return {
+    id: num(r["id"]),
+    targetPhid: str(r["target_phid"]),
+    repositoryUri: str(r["repository_uri"]),
+    ref: str(r["ref"]),
+    commit: str(r["commit_hash"]),
+    labels: JSON.parse(str(r["labels"]) || "[]") as string[],
+    meta: JSON.parse(str(r["meta"]) || "{}") as Record<string, string>,
+    state: str(r["state"]) as JobState,
+    result: (r["result"] ?? null) as Job["result"],
+    reason: str(r["reason"]),
+    exitCode: numOrNull(r["exit_code"]),
+    phase: str(r["phase"]),
+    agent: (r["agent"] ?? null) as string | null,
+    attempt: num(r["attempt"]),
+    leaseExpiresAt: numOrNull(r["lease_expires_at"]),
+    createdAt: num(r["created_at"]),
+    startedAt: numOrNull(r["started_at"]),
+    finishedAt: numOrNull(r["finished_at"]),
+    logBytes: num(r["log_bytes"]),
+    logSha256: str(r["log_sha256"]),
+  };
+}
+
+function toOutbox(r: Row): OutboxMessage {
+  return {
+    id: num(r["id"]),
+    jobId: num(r["job_id"]),
+    targetPhid: str(r["target_phid"]),
+    method: str(r["method"]),
+    params: JSON.parse(str(r["params"])) as Record<string, unknown>,
+    state: str(r["state"]) as OutboxMessage["state"],
+    attempts: num(r["attempts"]),
+    nextAttemptAt: num(r["next_attempt_at"]),
+    lastError: str(r["last_error"]),
+  };
+}
+
+/** JobStore on one SQLite file in WAL mode; all calls are synchronous and short. */
+export class SqliteJobStore implements JobStore {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma("journal_mode = WAL");
+    // FULL makes every committed transaction durable, which the outbox and intake promise.
+    this.db.pragma("synchronous = FULL");
+    this.db.pragma("busy_timeout = 5000");
+    this.db.exec(SCHEMA);
+  }
+
+  private row(sql: string, ...args: unknown[]): Row | undefined {
+    return this.db.prepare(sql).get(...args) as Row | undefined;
+  }
+
+  private rows(sql: string, ...args: unknown[]): Row[] {
+    return this.db.prepare(sql).all(...args) as Row[];
+  }
+
+  private changed(sql: string, ...args: unknown[]): boolean {
+    return this.db.prepare(sql).run(...args).changes > 0;
+  }
+
+  private addOutbox(job: Job, entries: OutboxEntry[], now: number): void {
+    const insert = this.db.prepare(
+      `INSERT INTO outbox (job_id, target_phid, method, params, state, next_attempt_at, created_at)
+       VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
+    );
+    for (const e of entries) insert.run(job.id, job.targetPhid, e.method, JSON.stringify(e.params), now, now);
+  }
+
+  createJob(job: NewJob, now: number): { job: Job; created: boolean } {
+    return this.db.transaction(() => {
+      const existing = this.row("SELECT * FROM jobs WHERE target_phid = ?", job.targetPhid);
+      if (existing) return { job: toJob(existing), created: false };
+      const info = this.db
+        .prepare(
+          `INSERT INTO jobs (target_phid, repository_uri, ref, commit_hash, labels, meta, state, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)`,
+        )
+        .run(
+          job.targetPhid,
+          job.repositoryUri,
+          job.ref,
+          job.commit,
+          JSON.stringify(job.labels),
+          JSON.stringify(job.meta),
+          now,
+        );
+      return { job: this.getJob(Number(info.lastInsertRowid)) as Job, created: true };
+    })();
+  }
+
+  getJob(id: number): Job | undefined {
+    const r = this.row("SELECT * FROM jobs WHERE id = ?", id);
+    return r ? toJob(r) : undefined;
+  }
+
+  listJobs(limit: number, beforeId?: number): Job[] {
+    const before = beforeId ?? Number.MAX_SAFE_INTEGER;
+    return this.rows("SELECT * FROM jobs WHERE id < ? ORDER BY id DESC LIMIT ?", before, limit).map(toJob);
+  }
+
+  queuedJobs(limit: number): Job[] {
+    return this.rows("SELECT * FROM jobs WHERE state = 'queued' ORDER BY id LIMIT ?", limit).map(toJob);
+  }
+
+  jobsInState(state: JobState): Job[] {
+    return this.rows("SELECT * FROM jobs WHERE state = ? ORDER BY id", state).map(toJob);
+  }
+
+  countByState(): Record<JobState, number> {
+    const counts: Record<JobState, number> = { queued: 0, offered: 0, running: 0, finished: 0 };
+    for (const r of this.rows("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")) {
+      counts[str(r["state"]) as JobState] = num(r["n"]);
+    }
+    return counts;
+  }
+
+  markOffered(id: number, agent: string, _now: number): boolean {
+    return this.changed(
+      "UPDATE jobs SET state = 'offered', agent = ? WHERE id = ? AND state = 'queued'",
+      agent,
+      id,
+    );
+  }
+
+  requeue(id: number, countAttempt: boolean, outbox: OutboxEntry[]): boolean {
+    return this.db.transaction(() => {
+      const ok = this.changed(
+        `UPDATE jobs SET state = 'queued', agent = NULL, lease_expires_at = NULL, phase = '',
+           attempt = attempt + ? WHERE id = ? AND state IN ('offered', 'running')`,
+        countAttempt ? 1 : 0,
+        id,
+      );
+      if (ok) this.addOutbox(this.getJob(id) as Job, outbox, Date.now());
+      return ok;
+    })();
+  }
+
+  markRunning(
+    id: number,
+    agent: string,
+    leaseExpiresAt: number,
+    now: number,
+    outbox: OutboxEntry[],
+  ): boolean {
+    return this.db.transaction(() => {
+      const ok = this.changed(
+        `UPDATE jobs SET state = 'running', lease_expires_at = ?, started_at = COALESCE(started_at, ?)
+         WHERE id = ? AND state = 'offered' AND agent = ?`,
+        leaseExpiresAt,
+        now,
+        id,
+        agent,
+      );
+      if (ok) this.addOutbox(this.getJob(id) as Job, outbox, now);
+      return ok;
+    })();
+  }
+
+  renewLeases(agent: string, jobIds: number[], leaseExpiresAt: number): void {
+    if (jobIds.length === 0) return;
+    const stmt = this.db.prepare(
+      "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND agent = ? AND state = 'running'",
+    );
+    this.db.transaction(() => {
+      for (const id of jobIds) stmt.run(leaseExpiresAt, id, agent);
+    })();
+  }
+
+  expiredLeases(now: number): Job[] {
+    return this.rows("SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at < ?", now).map(toJob);
+  }
+
+  setPhase(id: number, phase: string): void {
+    this.db.prepare("UPDATE jobs SET phase = ? WHERE id = ? AND state = 'running'").run(phase, id);
+  }
+
+  setLogBytes(id: number, bytes: number): void {
+    this.db.prepare("UPDATE jobs SET log_bytes = ? WHERE id = ?").run(bytes, id);
+  }
+
+  finishJob(id: number, f: Finish, now: number, outbox: OutboxEntry[]): boolean {
+    return this.db.transaction(() => {
+      const ok = this.changed(
+        `UPDATE jobs SET state = 'finished', result = ?, reason = ?, exit_code = ?, log_bytes = ?,
+           log_sha256 = ?, finished_at = ?, lease_expires_at = NULL, phase = ''
+         WHERE id = ? AND state != 'finished'`,
+        f.result,
+        f.reason,
+        f.exitCode,
+        f.logBytes,
+        f.logSha256,
+        now,
+        id,
+      );
+      if (ok) this.addOutbox(this.getJob(id) as Job, outbox, now);
+      return ok;
+    })();
+  }
+
+  dueOutbox(now: number, limit: number): OutboxMessage[] {
+    return this.rows(
+      `SELECT o.* FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+         AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.target_phid = o.target_phid
+                         AND p.state = 'pending' AND p.id < o.id)
+       ORDER BY o.id LIMIT ?`,
+      now,
+      limit,
+    ).map(toOutbox);
+  }
+
+  outboxForJob(jobId: number): OutboxMessage[] {
+    return this.rows("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", jobId).map(toOutbox);
+  }
+
+  markSent(id: number, now: number): void {
+    this.db
+      .prepare("UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?")
+      .run(now, id);
+  }
+
+  markRetry(id: number, nextAttemptAt: number, error: string): void {
+    this.db
+      .prepare("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?")
+      .run(nextAttemptAt, error, id);
+  }
+
+  markDead(id: number, error: string): void {
+    this.db
+      .prepare("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?")
+      .run(error, id);
+  }
+
+  nextOutboxDue(): number | null {
+    const r = this.row("SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state = 'pending'");
+    return r && r["t"] !== null ? num(r["t"]) : null;
+  }
+
+  upsertAgent(a: AgentRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO agents (name, labels, capacity, version, connected, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT(name) DO UPDATE SET labels = excluded.labels, capacity = excluded.capacity,
+           version = excluded.version, connected = excluded.connected, last_seen = excluded.last_seen`,
+      )
+      .run(a.name, JSON.stringify(a.labels), a.capacity, a.version, a.connected ? 1 : 0, a.lastSeen);
+  }
+
+  setAgentConnected(name: string, connected: boolean, now: number): void {
+    this.db
+      .prepare("UPDATE agents SET connected = ?, last_seen = ? WHERE name = ?")
+      .run(connected ? 1 : 0, now, name);
+  }
+
+  touchAgent(name: string, now: number): void {
+    this.db.prepare("UPDATE agents SET last_seen = ? WHERE name = ?").run(now, name);
+  }
+
+  listAgents(): AgentRecord[] {
+    return this.rows("SELECT * FROM agents ORDER BY name").map((r) => ({
+      name: str(r["name"]),
+      labels: JSON.parse(str(r["labels"]) || "[]") as string[],
+      capacity: num(r["capacity"]),
+      version: str(r["version"]),
+      connected: num(r["connected"]) === 1,
+      lastSeen: num(r["last_seen"]),
+    }));
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,145 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestContext } from "node:test";
+import { Agent } from "../../agent/agent.js";
+import type { AgentConfig } from "../../agent/config.js";
+import { DockerBackend } from "../../agent/docker-backend.js";
+import { GitCheckout } from "../../agent/git-checkout.js";
+import { silentLogger as agentSilent } from "../../agent/logger.js";
+import { DEFAULT_LIMITS, DEFAULT_TIMING, type CoordinatorConfig } from "../../coordinator/config.js";
+import { startCoordinator, type RunningCoordinator } from "../../coordinator/coordinator.js";
+import { silentLogger } from "../../coordinator/logger.js";
+import { FakeConduit } from "./fake-conduit.js";
+
+export const AGENT_TOKEN = "test-agent-token-0123456789";
+
+/** Timing shrunk so scenarios take seconds, with the same ratios as the defaults. */
+export const TEST_TIMING = Object.freeze({
+  ...DEFAULT_TIMING,
+  heartbeatIntervalMs: 200,
+  leaseMs: 3_000,
+  offerTimeoutMs: 2_000,
+  logFlushIntervalMs: 20,
+  cancelGraceMs: 1_000,
+  jobTimeoutMs: 60_000,
+});
+
+export function tempDir(t: TestContext, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function coordinatorTestConfig(
+  dataDir: string,
+  over: Partial<CoordinatorConfig> = {},
+): CoordinatorConfig {
+  return {
+    host: "127.0.0.1",
+    port: 0,
+    dataDir,
+    publicUrl: "http://ci.example.test",
+    conduit: null,
+    webhookUser: "",
+    webhookPassword: "",
+    agentToken: AGENT_TOKEN,
+    allowedRepositories: [],
+    retries: 1,
+    limits: { ...DEFAULT_LIMITS, memoryBytes: 256 * 1024 * 1024 },
+    timing: TEST_TIMING,
+    ...over,
+  };
+}
+
+export async function startTestCoordinator(
+  t: TestContext,
+  config: CoordinatorConfig,
+): Promise<RunningCoordinator> {
+  const c = await startCoordinator(config, silentLogger);
+  t.after(() => c.close());
+  return c;
+}
+
+export async function startFakeConduit(t: TestContext): Promise<FakeConduit> {
+  const conduit = await FakeConduit.start();
+  t.after(() => conduit.close());
+  return conduit;
+}
+
+export function conduitConfig(conduit: FakeConduit) {
+  return { url: conduit.url, token: conduit.token, timeoutMs: 2_000, retryBaseMs: 50, retryCapMs: 500 };
+}
+
+export async function startTestAgent(
+  t: TestContext,
+  wsUrl: string,
+  over: Partial<AgentConfig> = {},
+): Promise<Agent> {
+  const workDir = tempDir(t, "pdci-agent-");
+  const config: AgentConfig = {
+    url: wsUrl,
+    token: AGENT_TOKEN,
+    name: "agent-1",
+    labels: [],
+    capacity: 1,
+    workDir,
+    dockerSocket: "/var/run/docker.sock",
+    reconnect: { baseMs: 50, capMs: 300 },
+    logHighWaterBytes: 8 * 1024 * 1024,
+    ...over,
+  };
+  const agent = new Agent(
+    config,
+    new GitCheckout({ cacheDir: join(workDir, "mirrors") }),
+    new DockerBackend({ socketPath: config.dockerSocket }),
+    agentSilent,
+  );
+  await agent.start();
+  t.after(() => agent.stop());
+  return agent;
+}
+
+export function wsUrl(httpUrl: string): string {
+  return `${httpUrl.replace(/^http/, "ws")}/agent`;
+}
+
+/** Polls `pred` every 20 ms for at most `timeoutMs`; rejects with `what` on timeout. */
+export async function waitFor(what: string, pred: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function webhook(
+  base: string,
+  pathAndQuery: string,
+  init: { method?: string; auth?: string } = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const headers: Record<string, string> = { "Content-Type": "application/x-www-form-urlencoded" };
+  if (init.auth) headers["Authorization"] = `Basic ${Buffer.from(init.auth).toString("base64")}`;
+  const res = await fetch(`${base}${pathAndQuery}`, { method: init.method ?? "POST", headers });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+export async function getJson(url: string): Promise<Record<string, unknown>> {
+  const res = await fetch(url);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+export async function getText(url: string): Promise<string> {
+  return (await fetch(url)).text();
+}
+
+/** Polls the job API until the job is finished (bounded); returns the job. */
+export async function waitForJob(base: string, id: number, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const job = await getJson(`${base}/api/jobs/${id}`);
+    if (job["state"] === "finished") return job;
+    if (Date.now() > deadline) throw new Error(`job ${id} not finished after ${timeoutMs} ms: ${JSON.stringify(job)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { WebSocket } from "ws";
+import { PROTOCOL_VERSION } from "../protocol/messages.js";
+import { ensureBaseImage, requireDocker } from "./helpers/docker-images.js";
+import { makeStagingRepo, shellDiff } from "./helpers/staging-repo.js";
+import {
+  AGENT_TOKEN,
+  coordinatorTestConfig,
+  startTestAgent,
+  startTestCoordinator,
+  tempDir,
+  waitFor,
+  waitForJob,
+  webhook,
+  wsUrl,
+} from "./helpers/stack.js";
+
+interface Probe {
+  ws: WebSocket;
+  frames: Array<Record<string, unknown>>;
+  closed: Promise<{ code: number; reason: string }>;
+}
+
+/** A raw WebSocket peer that sends whatever the test wants, to probe the coordinator's defences. */
+async function probe(url: string, token = AGENT_TOKEN): Promise<Probe> {
+  const ws = new WebSocket(url, { headers: { Authorization: `Bearer ${token}` } });
+  const frames: Array<Record<string, unknown>> = [];
+  ws.on("message", (d) => frames.push(JSON.parse(d.toString()) as Record<string, unknown>));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.on("close", (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
+  await new Promise<void>((resolve, reject) => {
+    ws.once("open", () => resolve());
+    ws.once("error", reject);
+  });
+  return { ws, frames, closed };
+}
+
+const hello = (over: Record<string, unknown> = {}) =>
+  JSON.stringify({ type: "hello", protocolVersion: PROTOCOL_VERSION, name: "probe", labels: [], capacity: 1, agentVersion: "t", running: [], ...over });
+
+test("a wrong agent token is refused at the upgrade", async (t) => {
+  const c = await startTestCoordinator(t, coordinatorTestConfig(tempDir(t, "pdci-coord-")));
+  await assert.rejects(probe(wsUrl(c.url), "wrong-token-wrong-token"), /401/);
+});
+
+test("a wrong protocol version gets an error naming both versions, then close 1008", async (t) => {
+  const c = await startTestCoordinator(t, coordinatorTestConfig(tempDir(t, "pdci-coord-")));
+  const p = await probe(wsUrl(c.url));
+  p.ws.send(hello({ protocolVersion: 99 }));
+  const closed = await p.closed;
+  assert.equal(closed.code, 1008);
+  assert.equal(p.frames[0]?.["code"], "protocol_version");
+  assert.match(String(p.frames[0]?.["message"]), new RegExp(`agent speaks 99, coordinator speaks ${PROTOCOL_VERSION}`));
+});
+
+test("garbage frames get error frames, repeated garbage closes with 1008, other agents carry on", async (t) => {
+  await requireDocker();
+  const base = await ensureBaseImage();
+  const staging = makeStagingRepo(t, { 1: shellDiff(base, "echo still-working\n") });
+  const c = await startTestCoordinator(t, coordinatorTestConfig(tempDir(t, "pdci-coord-")));
+  const good = await startTestAgent(t, wsUrl(c.url), { name: "good" });
+  await waitFor("good agent connected", () => good.connected);
+
+  const bad = await probe(wsUrl(c.url));
+  bad.ws.send(hello({ name: "bad" }));
+  await waitFor("welcome", () => bad.frames.some((f) => f["type"] === "welcome"));
+  const junk = ["{", "[]", '{"type":"job.log"}', '{"type":"nope"}', Buffer.from([0, 1, 2])];
+  for (const j of junk) bad.ws.send(j);
+  const closed = await bad.closed;
+  assert.equal(closed.code, 1008);
+  const errors = bad.frames.filter((f) => f["type"] === "error");
+  assert.equal(errors.length, 5);
+  assert.deepEqual(
+    errors.map((e) => e["code"]),
+    ["bad_json", "bad_frame", "bad_message", "unknown_type", "bad_frame"],
+  );
+
+  // The well-behaved agent still gets and runs work.
+  const res = await webhook(c.url, `/harbormaster?target=PHID-HMBT-good&staging=${staging}&ref=refs/tags/phabricator/diff/1`);
+  assert.equal(res.status, 202);
+  const id = Number(res.body["jobId"]);
+  const job = await waitForJob(c.url, id);
+  assert.equal(job["result"], "pass");
+  assert.equal(job["agent"], "good");
+});

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { test } from "node:test";
+import { ensureBaseImage, requireDocker } from "./helpers/docker-images.js";
+import { makeStagingRepo, shellDiff } from "./helpers/staging-repo.js";
+import {
+  conduitConfig,
+  coordinatorTestConfig,
+  getJson,
+  startFakeConduit,
+  startTestAgent,
+  startTestCoordinator,
+  tempDir,
+  waitFor,
+  waitForJob,
+  webhook,
+  wsUrl,
+} from "./helpers/stack.js";
+import { TcpProxy } from "./helpers/tcp-proxy.js";
+
+const ROUNDS = 40;
+const PER_ROUND = 5000;
+
+/** What the container prints: ROUNDS batches of PER_ROUND numbers, a little apart in time. */
+const SCRIPT = `i=0
+while [ $i -lt ${ROUNDS} ]; do
+  seq $((i*${PER_ROUND})) $((i*${PER_ROUND}+${PER_ROUND - 1}))
+  i=$((i+1))
+  sleep 0.05
+done
+`;
+
+function expectedOutput(): Buffer {
+  const lines: string[] = [];
+  for (let n = 0; n < ROUNDS * PER_ROUND; n++) lines.push(String(n));
+  return Buffer.from(`${lines.join("\n")}\n`);
+}
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+test("connection cut mid-job and restored: the job finishes once with a complete log", async (t) => {
+  await requireDocker();
+  const base = await ensureBaseImage();
+  const staging = makeStagingRepo(t, { 1: shellDiff(base, SCRIPT) });
+  const conduit = await startFakeConduit(t);
+  const c = await startTestCoordinator(t, coordinatorTestConfig(tempDir(t, "pdci-coord-"), { conduit: conduitConfig(conduit) }));
+  const proxy = await TcpProxy.start(c.port);
+  t.after(() => proxy.close());
+  const agent = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`);
+  await waitFor("agent connected", () => agent.connected);
+
+  conduit.addTarget({ phid: "PHID-HMBT-resume" });
+  const res = await webhook(c.url, `/harbormaster?target=PHID-HMBT-resume&staging=${staging}&ref=refs/tags/phabricator/diff/1`);
+  const id = Number(res.body["jobId"]);
+
+  // Cut once the container is streaming, keep it cut while it writes more, then restore.
+  const deadline = Date.now() + 60_000;
+  let logBytes = 0;
+  while (logBytes < 100_000 && Date.now() < deadline) {
+    logBytes = Number((await getJson(`${c.url}/api/jobs/${id}`))["logBytes"]);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.ok(logBytes >= 100_000, "the job streamed output before the cut");
+  proxy.cut();
+  await new Promise((r) => setTimeout(r, 800));
+  assert.equal(agent.connected, false);
+  proxy.restore();
+
+  const job = await waitForJob(c.url, id);
+  await waitFor("final message", () => conduit.messages("PHID-HMBT-resume").length >= 1);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(
+    conduit.messages("PHID-HMBT-resume").map((m) => m.type),
+    ["pass"],
+  );
+  assert.equal(job["result"], "pass");
+  assert.equal(job["attempt"], 0, "the job was resumed, not run again");
+
+  const log = Buffer.from(await (await fetch(`${c.url}/api/jobs/${id}/log`)).arrayBuffer());
+  assert.equal(log.length, job["logBytes"]);
+  assert.equal(sha(log), job["logSha256"], "stored log matches what the agent hashed");
+  const start = log.indexOf("running the image's default command\n");
+  const end = log.indexOf("\n--- phab-dock-ci: exit code");
+  const output = log.subarray(start + "running the image's default command\n".length, end);
+  const expected = expectedOutput();
+  assert.equal(output.length, expected.length, "byte count of the container's output");
+  assert.equal(sha(output), sha(expected), "SHA-256 of the container's output");
+});
