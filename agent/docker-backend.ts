@@ -77,10 +77,8 @@ export class DockerBackend implements ContainerBackend {
     const { repo, tag: version } = splitTag(tag);
     let failure: string | null;
     try {
-      // The engine wants an X-Registry-Auth header even for anonymous pushes; `{}` is a valid one.
-      const stream = await this.docker
-        .getImage(repo)
-        .push({ tag: version, authconfig: this.registryAuth ?? {} });
+      const auth = this.registryAuth ? { authconfig: this.registryAuth } : {};
+      const stream = await this.docker.getImage(repo).push({ tag: version, ...auth });
       failure = await followDockerProgress(this.docker, stream, output);
     } catch (err) {
       failure = errorMessage(err);

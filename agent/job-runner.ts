@@ -9,6 +9,9 @@ import type { LogStreamer } from "./log-streamer.js";
 
 export const LABEL_JOB = "phab-dock-ci.job";
 export const LABEL_AGENT = "phab-dock-ci.agent";
+/** Images get their own label: containers inherit image labels, and leftover cleanup must only
+ * match containers this agent created. */
+export const LABEL_IMAGE_JOB = "phab-dock-ci.image-of-job";
 
 export interface JobOutcome {
   result: JobResult;

@@ -38,7 +38,16 @@ async function probe(url: string, token = AGENT_TOKEN): Promise<Probe> {
 }
 
 const hello = (over: Record<string, unknown> = {}) =>
-  JSON.stringify({ type: "hello", protocolVersion: PROTOCOL_VERSION, name: "probe", labels: [], capacity: 1, agentVersion: "t", running: [], ...over });
+  JSON.stringify({
+    type: "hello",
+    protocolVersion: PROTOCOL_VERSION,
+    name: "probe",
+    labels: [],
+    capacity: 1,
+    agentVersion: "t",
+    running: [],
+    ...over,
+  });
 
 test("a wrong agent token is refused at the upgrade", async (t) => {
   const c = await startTestCoordinator(t, coordinatorTestConfig(tempDir(t, "pdci-coord-")));
@@ -52,7 +61,10 @@ test("a wrong protocol version gets an error naming both versions, then close 10
   const closed = await p.closed;
   assert.equal(closed.code, 1008);
   assert.equal(p.frames[0]?.["code"], "protocol_version");
-  assert.match(String(p.frames[0]?.["message"]), new RegExp(`agent speaks 99, coordinator speaks ${PROTOCOL_VERSION}`));
+  assert.match(
+    String(p.frames[0]?.["message"]),
+    new RegExp(`agent speaks 99, coordinator speaks ${PROTOCOL_VERSION}`),
+  );
 });
 
 test("garbage frames get error frames, repeated garbage closes with 1008, other agents carry on", async (t) => {
@@ -78,7 +90,10 @@ test("garbage frames get error frames, repeated garbage closes with 1008, other 
   );
 
   // The well-behaved agent still gets and runs work.
-  const res = await webhook(c.url, `/harbormaster?target=PHID-HMBT-good&staging=${staging}&ref=refs/tags/phabricator/diff/1`);
+  const res = await webhook(
+    c.url,
+    `/harbormaster?target=PHID-HMBT-good&staging=${staging}&ref=refs/tags/phabricator/diff/1`,
+  );
   assert.equal(res.status, 202);
   const id = Number(res.body["jobId"]);
   const job = await waitForJob(c.url, id);

@@ -21,23 +21,37 @@ test("a Harbormaster diff hook becomes a job for the staging tag", () => {
 });
 
 test("a commit hook builds repository + commit", () => {
-  const r = parseHarbormasterHook(q("target=PHID-HMBT-abc&repository=ssh://git@host/x.git&commit=0123456789abcdef"), []);
+  const r = parseHarbormasterHook(
+    q("target=PHID-HMBT-abc&repository=ssh://git@host/x.git&commit=0123456789abcdef"),
+    [],
+  );
   assert.ok(r.ok);
   assert.equal(r.job.ref, "");
   assert.equal(r.job.commit, "0123456789abcdef");
 });
 
 test("the Buildbot-era change_hook maps revision to the staging tag", () => {
-  const r = parseChangeHook(q("project=p&repository=https://h/s.git&revision=17&PHID=PHID-HMBT-x1&author=a&comments=c"), []);
+  const r = parseChangeHook(
+    q("project=p&repository=https://h/s.git&revision=17&PHID=PHID-HMBT-x1&author=a&comments=c"),
+    [],
+  );
   assert.ok(r.ok);
   assert.equal(r.job.ref, "refs/tags/phabricator/diff/17");
   assert.equal(r.job.targetPhid, "PHID-HMBT-x1");
 });
 
 const refused: Array<[string, string, RegExp]> = [
-  ["injected ref", "target=PHID-HMBT-a&staging=/srv/s.git&ref=--upload-pack=touch%20/tmp/pwned", /ref: must start with 'refs\/'/],
+  [
+    "injected ref",
+    "target=PHID-HMBT-a&staging=/srv/s.git&ref=--upload-pack=touch%20/tmp/pwned",
+    /ref: must start with 'refs\/'/,
+  ],
   ["ref option inside", "target=PHID-HMBT-a&staging=/srv/s.git&ref=refs/tags/-x", /component starting/],
-  ["option as uri", "target=PHID-HMBT-a&staging=--upload-pack=x&ref=refs/tags/a", /staging: must not start with '-'/],
+  [
+    "option as uri",
+    "target=PHID-HMBT-a&staging=--upload-pack=x&ref=refs/tags/a",
+    /staging: must not start with '-'/,
+  ],
   ["ext transport", "target=PHID-HMBT-a&staging=ext::sh%20-c%20x&ref=refs/tags/a", /staging:/],
   ["file scheme", "target=PHID-HMBT-a&staging=file:///etc&ref=refs/tags/a", /scheme 'file'/],
   ["relative path", "target=PHID-HMBT-a&staging=../x&ref=refs/tags/a", /staging:/],
@@ -57,15 +71,26 @@ for (const [name, query, problem] of refused) {
 
 test("the allow-list restricts repositories by prefix", () => {
   const allow = ["https://phab.example.com/source/"];
-  assert.ok(parseHarbormasterHook(q("target=PHID-HMBT-a&staging=https://phab.example.com/source/x.git&ref=refs/tags/a"), allow).ok);
-  const r = parseHarbormasterHook(q("target=PHID-HMBT-a&staging=https://evil.example.com/x.git&ref=refs/tags/a"), allow);
+  assert.ok(
+    parseHarbormasterHook(
+      q("target=PHID-HMBT-a&staging=https://phab.example.com/source/x.git&ref=refs/tags/a"),
+      allow,
+    ).ok,
+  );
+  const r = parseHarbormasterHook(
+    q("target=PHID-HMBT-a&staging=https://evil.example.com/x.git&ref=refs/tags/a"),
+    allow,
+  );
   assert.equal(r.ok, false);
 });
 
 test("webhook HTTP: 202, duplicate 200, 400 listing problems, 401, methods", async (t) => {
   const c = await startTestCoordinator(
     t,
-    coordinatorTestConfig(tempDir(t, "pdci-coord-"), { webhookUser: "ci-user", webhookPassword: "s3cret-p@ss" }),
+    coordinatorTestConfig(tempDir(t, "pdci-coord-"), {
+      webhookUser: "ci-user",
+      webhookPassword: "s3cret-p@ss",
+    }),
   );
   const auth = "ci-user:s3cret-p@ss";
   const hook = "/harbormaster?target=PHID-HMBT-dup1&staging=/srv/s.git&ref=refs/tags/phabricator/diff/1";
@@ -81,7 +106,10 @@ test("webhook HTTP: 202, duplicate 200, 400 listing problems, 401, methods", asy
   assert.equal((await webhook(c.url, hook)).status, 401);
   assert.equal((await webhook(c.url, hook, { auth, method: "DELETE" })).status, 405);
 
-  const bad = await webhook(c.url, "/harbormaster?target=nope&staging=--upload-pack=x&ref=..", { auth, method: "GET" });
+  const bad = await webhook(c.url, "/harbormaster?target=nope&staging=--upload-pack=x&ref=..", {
+    auth,
+    method: "GET",
+  });
   assert.equal(bad.status, 400);
   assert.equal((bad.body["problems"] as string[]).length, 3);
 

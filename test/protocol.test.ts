@@ -7,7 +7,15 @@ import { refProblem, repositoryUriProblem } from "../protocol/validate.js";
 
 test("parses a valid hello", () => {
   const r = parseAgentMessage(
-    JSON.stringify({ type: "hello", protocolVersion: PROTOCOL_VERSION, name: "a", labels: ["x"], capacity: 2, agentVersion: "1", running: [{ jobId: "3", ackedOffset: 10 }] }),
+    JSON.stringify({
+      type: "hello",
+      protocolVersion: PROTOCOL_VERSION,
+      name: "a",
+      labels: ["x"],
+      capacity: 2,
+      agentVersion: "1",
+      running: [{ jobId: "3", ackedOffset: 10 }],
+    }),
   );
   assert.ok(r.ok);
   if (r.ok) assert.equal(r.message.type, "hello");
@@ -21,8 +29,14 @@ const garbage: Array<[string, string]> = [
   ["proto key", '{"type":"__proto__"}'],
   ["missing fields", '{"type":"job.log","jobId":"1"}'],
   ["negative offset", '{"type":"job.log","jobId":"1","offset":-1,"data":""}'],
-  ["float capacity", '{"type":"hello","protocolVersion":1,"name":"a","labels":[],"capacity":1.5,"agentVersion":"","running":[]}'],
-  ["bad result", '{"type":"job.finished","jobId":"1","result":"maybe","exitCode":0,"reason":"","totalBytes":0,"sha256":"x"}'],
+  [
+    "float capacity",
+    '{"type":"hello","protocolVersion":1,"name":"a","labels":[],"capacity":1.5,"agentVersion":"","running":[]}',
+  ],
+  [
+    "bad result",
+    '{"type":"job.finished","jobId":"1","result":"maybe","exitCode":0,"reason":"","totalBytes":0,"sha256":"x"}',
+  ],
 ];
 
 for (const [name, frame] of garbage) {
@@ -44,16 +58,38 @@ test("lists every problem of a message at once", () => {
 
 test("full jitter stays within [0, min(cap, base*2^n)]", () => {
   const opts = { baseMs: 100, capMs: 1000 };
-  assert.equal(fullJitterDelay(0, opts, () => 0.999999), 99);
-  assert.equal(fullJitterDelay(10, opts, () => 0.999999), 999);
-  assert.equal(fullJitterDelay(3, opts, () => 0), 0);
+  assert.equal(
+    fullJitterDelay(0, opts, () => 0.999999),
+    99,
+  );
+  assert.equal(
+    fullJitterDelay(10, opts, () => 0.999999),
+    999,
+  );
+  assert.equal(
+    fullJitterDelay(3, opts, () => 0),
+    0,
+  );
 });
 
 test("validation accepts the URIs Phabricator hands out and refuses options", () => {
-  for (const ok of ["https://phab.example.com/source/x.git", "ssh://git@phab:2222/diffusion/X/x.git", "git://h/x", "/var/repo/x.git"]) {
+  for (const ok of [
+    "https://phab.example.com/source/x.git",
+    "ssh://git@phab:2222/diffusion/X/x.git",
+    "git://h/x",
+    "/var/repo/x.git",
+  ]) {
     assert.equal(repositoryUriProblem(ok), null, ok);
   }
-  for (const bad of ["-u", "--upload-pack=x", "ext::sh", "file:///x", "http://-oProxy/x", "/a/../b", "https://h/x y"]) {
+  for (const bad of [
+    "-u",
+    "--upload-pack=x",
+    "ext::sh",
+    "file:///x",
+    "http://-oProxy/x",
+    "/a/../b",
+    "https://h/x y",
+  ]) {
     assert.notEqual(repositoryUriProblem(bad), null, bad);
   }
   assert.equal(refProblem("refs/tags/phabricator/diff/12"), null);

@@ -14,7 +14,6 @@ import {
   waitFor,
   waitForJob,
   webhook,
-  wsUrl,
 } from "./helpers/stack.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
 
@@ -43,14 +42,20 @@ test("connection cut mid-job and restored: the job finishes once with a complete
   const base = await ensureBaseImage();
   const staging = makeStagingRepo(t, { 1: shellDiff(base, SCRIPT) });
   const conduit = await startFakeConduit(t);
-  const c = await startTestCoordinator(t, coordinatorTestConfig(tempDir(t, "pdci-coord-"), { conduit: conduitConfig(conduit) }));
+  const c = await startTestCoordinator(
+    t,
+    coordinatorTestConfig(tempDir(t, "pdci-coord-"), { conduit: conduitConfig(conduit) }),
+  );
   const proxy = await TcpProxy.start(c.port);
   t.after(() => proxy.close());
   const agent = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`);
   await waitFor("agent connected", () => agent.connected);
 
   conduit.addTarget({ phid: "PHID-HMBT-resume" });
-  const res = await webhook(c.url, `/harbormaster?target=PHID-HMBT-resume&staging=${staging}&ref=refs/tags/phabricator/diff/1`);
+  const res = await webhook(
+    c.url,
+    `/harbormaster?target=PHID-HMBT-resume&staging=${staging}&ref=refs/tags/phabricator/diff/1`,
+  );
   const id = Number(res.body["jobId"]);
 
   // Cut once the container is streaming, keep it cut while it writes more, then restore.

@@ -134,12 +134,17 @@ export async function getText(url: string): Promise<string> {
 }
 
 /** Polls the job API until the job is finished (bounded); returns the job. */
-export async function waitForJob(base: string, id: number, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+export async function waitForJob(
+  base: string,
+  id: number,
+  timeoutMs = 60_000,
+): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const job = await getJson(`${base}/api/jobs/${id}`);
     if (job["state"] === "finished") return job;
-    if (Date.now() > deadline) throw new Error(`job ${id} not finished after ${timeoutMs} ms: ${JSON.stringify(job)}`);
+    if (Date.now() > deadline)
+      throw new Error(`job ${id} not finished after ${timeoutMs} ms: ${JSON.stringify(job)}`);
     await new Promise((r) => setTimeout(r, 25));
   }
 }
