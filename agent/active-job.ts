@@ -1,6 +1,6 @@
 import type { AgentMessage, JobFinishedMessage, JobSpec } from "../protocol/messages.js";
 import type { ContainerBackend } from "./container-backend.js";
-import type { GitCheckout } from "./git-checkout.js";
+import type { SourceCheckout } from "./source-checkout.js";
 import { runJob } from "./job-runner.js";
 import { LogStreamer, type LogStreamerOptions } from "./log-streamer.js";
 import type { Logger } from "./logger.js";
@@ -8,7 +8,7 @@ import type { Logger } from "./logger.js";
 export interface ActiveJobDeps {
   agentName: string;
   workDir: string;
-  git: GitCheckout;
+  git: SourceCheckout;
   backend: ContainerBackend;
   send: (msg: AgentMessage) => boolean;
   /** How often job.finished is repeated until the coordinator acknowledges it. */

@@ -1,3 +1,5 @@
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { WebSocket } from "ws";
 import { fullJitterDelay } from "../protocol/backoff.js";
 import { errorMessage } from "../protocol/errors.js";
@@ -11,7 +13,7 @@ import {
 import { MAX_FRAME_BYTES, parseCoordinatorMessage } from "../protocol/parse.js";
 import type { AgentConfig } from "./config.js";
 import type { ContainerBackend } from "./container-backend.js";
-import type { GitCheckout } from "./git-checkout.js";
+import type { SourceCheckout } from "./source-checkout.js";
 import { ActiveJob } from "./active-job.js";
 import { LABEL_AGENT } from "./job-runner.js";
 import type { Logger } from "./logger.js";
@@ -36,15 +38,17 @@ export class Agent {
 
   constructor(
     private readonly config: AgentConfig,
-    private readonly git: GitCheckout,
+    private readonly git: SourceCheckout,
     private readonly backend: ContainerBackend,
     private readonly log: Logger,
   ) {}
 
-  /** Removes containers of an earlier life of this agent, then connects. */
+  /** Removes containers and workspaces of an earlier life of this agent, then connects. */
   async start(): Promise<void> {
     const removed = await this.backend.removeLeftovers({ [LABEL_AGENT]: this.config.name });
     if (removed > 0) this.log.info(`removed ${removed} leftover container(s) of an earlier run`);
+    // Nothing runs yet, so every workspace here belongs to a job of an earlier life.
+    await rm(join(this.config.workDir, "workspaces"), { recursive: true, force: true });
     this.connect();
   }
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { errorMessage, PdciError } from "../protocol/errors.js";
 import type { JobPhase, JobResult, JobSpec } from "../protocol/messages.js";
 import type { ContainerBackend } from "./container-backend.js";
-import type { GitCheckout } from "./git-checkout.js";
+import type { SourceCheckout } from "./source-checkout.js";
 import type { LogStreamer } from "./log-streamer.js";
 
 export const LABEL_JOB = "phab-dock-ci.job";
@@ -24,7 +24,7 @@ export interface RunJobContext {
   spec: JobSpec;
   agentName: string;
   workDir: string;
-  git: GitCheckout;
+  git: SourceCheckout;
   backend: ContainerBackend;
   log: LogStreamer;
   signal: AbortSignal;

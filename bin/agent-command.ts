@@ -51,6 +51,10 @@ function agentName(given: string, workDir: string): string {
   return name;
 }
 
+function reconnectBackoff(capMs: number) {
+  return { baseMs: Math.min(DEFAULT_RECONNECT.baseMs, capMs), capMs };
+}
+
 /** Builds the one validated, frozen agent configuration from flags and environment. */
 export function agentConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): AgentConfig {
   const r = new OptionReader(opts, env);
@@ -75,7 +79,7 @@ export function agentConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEn
     capacity: r.int("capacity", "PDCI_CAPACITY", 1, 1, 1024),
     workDir,
     dockerSocket: r.string("dockerSocket", "PDCI_DOCKER_SOCKET", DEFAULT_DOCKER_SOCKET),
-    reconnect: DEFAULT_RECONNECT,
+    reconnect: reconnectBackoff(r.seconds("reconnectMax", "PDCI_RECONNECT_MAX", DEFAULT_RECONNECT.capMs)),
     logHighWaterBytes: DEFAULT_LOG_HIGH_WATER_BYTES,
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);

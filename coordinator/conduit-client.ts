@@ -146,7 +146,8 @@ export class ConduitClient {
   }
 
   async close(): Promise<void> {
-    this.closing ??= this.agent.close();
+    // Shutdown must not wait for a hanging Phabricator; what was in flight stays in the outbox.
+    this.closing ??= this.agent.destroy();
     await this.closing;
   }
 

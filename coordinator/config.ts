@@ -48,6 +48,10 @@ export interface CoordinatorConfig {
   webhookUser: string;
   webhookPassword: string;
   agentToken: string;
+  /** Bearer token for write calls of the API (cancel); empty disables them. */
+  apiToken: string;
+  /** How often the targets of active jobs are checked for aborted or restarted builds. */
+  pollIntervalMs: number;
   /** When non-empty, repository URIs must start with one of these. */
   allowedRepositories: string[];
   /** Times a lost job is run again elsewhere before it fails. */
@@ -63,6 +67,8 @@ export const DEFAULT_LIMITS = Object.freeze({
 });
 
 export const DEFAULT_CONDUIT_TIMEOUT_MS = 15_000;
+/** Harbormaster never calls out on abort or restart, so we look; 10 s keeps it cheap and prompt. */
+export const DEFAULT_POLL_INTERVAL_MS = 10_000;
 export const DEFAULT_RETRY_BASE_MS = 1_000;
 /** Results flow within a minute of Conduit recovering. */
 export const DEFAULT_RETRY_CAP_MS = 60_000;

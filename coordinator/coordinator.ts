@@ -3,6 +3,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { CoordinatorConfig } from "./config.js";
+import { AbortWatcher } from "./abort-watcher.js";
+import { cancelJob } from "./cancel-api.js";
+import { ConduitClient } from "./conduit-client.js";
 import { Hub } from "./hub.js";
 import { JobController } from "./job-controller.js";
 import type { JobStore } from "./job-store.js";
@@ -23,6 +26,7 @@ export interface RunningCoordinator {
   close(): Promise<void>;
 }
 
+const CANCEL_PATH = /^\/api\/jobs\/([0-9]{1,15})\/cancel$/;
 const JOB_PATH = /^\/(?:api\/)?jobs\/([0-9]{1,15})(\/log)?$/;
 
 /** Starts the coordinator: store, log store, scheduler, reporter, hub and HTTP server. */
@@ -31,8 +35,14 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger): 
   const store = new SqliteJobStore(join(config.dataDir, "phab-dock-ci.sqlite"));
   const logs = new LogStore(join(config.dataDir, "logs"), config.timing.maxLogBytes);
   const scheduler = new Scheduler(store, config, log);
-  const reporter = new Reporter(store, config.conduit, config.publicUrl, log);
+  const conduit = config.conduit
+    ? new ConduitClient({ baseUrl: config.conduit.url, token: config.conduit.token, timeoutMs: config.conduit.timeoutMs })
+    : null;
+  const reporter = new Reporter(store, conduit, config.conduit, config.publicUrl, log);
   const jobs = new JobController(store, logs, scheduler, reporter, config, log);
+  const watcher = conduit
+    ? new AbortWatcher(conduit, store, config.pollIntervalMs, (id, reason) => jobs.cancel(id, reason, false), log)
+    : null;
   const hub = new Hub(config, store, scheduler, jobs, log);
   const api: ReadApi = { store, logs, scheduler, jobUrl: (id) => reporter.jobUrl(id) };
 
@@ -41,6 +51,8 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger): 
     if (WEBHOOK_PATHS.has(url.pathname)) {
       return handleWebhook(req, res, url, config, store, api.jobUrl, () => scheduler.kick(), log);
     }
+    const cancel = CANCEL_PATH.exec(url.pathname);
+    if (cancel) return cancelJob(req, res, Number(cancel[1]), config, jobs, api);
     if (req.method !== "GET" && req.method !== "HEAD")
       return sendJson(res, 405, { error: "method not allowed" });
     if (url.pathname === "/healthz")
@@ -76,6 +88,7 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger): 
 
   jobs.start();
   reporter.start();
+  watcher?.start();
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => resolve());
@@ -100,6 +113,7 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger): 
       hub.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await watcher?.stop();
       await reporter.stop();
       logs.closeAll();
       store.close();

@@ -1,7 +1,7 @@
 import type { AgentMessage, JobFinishedMessage, JobResult, RunningJob } from "../protocol/messages.js";
 import type { AgentSession } from "./agent-session.js";
 import type { CoordinatorConfig } from "./config.js";
-import type { Job, JobStore } from "./job-store.js";
+import type { Finish, Job, JobStore } from "./job-store.js";
 import type { LogStore } from "./log-store.js";
 import type { Logger } from "./logger.js";
 import type { Reporter } from "./reporter.js";
@@ -51,7 +51,14 @@ export class JobController {
     for (const r of running) {
       const id = Number(r.jobId);
       const job = Number.isSafeInteger(id) ? this.store.getJob(id) : undefined;
-      if (job && job.state === "running" && job.agent === session.name) {
+      if (job && job.state === "running" && job.agent === session.name && job.cancelReason) {
+        // Cancelled while the agent was away: end it now, the agent drops it.
+        cancel.push(r.jobId);
+        listed.add(id);
+        this.logs.sync();
+        const logBytes = this.logs.length(id);
+        this.complete(job, { result: "cancelled", reason: `cancelled: ${job.cancelReason}`, exitCode: null, logBytes }, !job.cancelSilent);
+      } else if (job && job.state === "running" && job.agent === session.name) {
         listed.add(id);
         session.running.add(id);
         resumed.push({ jobId: r.jobId, ackedOffset: this.logs.length(id) });
@@ -215,11 +222,12 @@ export class JobController {
     this.finishing.add(id);
     try {
       const sha = await this.logs.sha256(id);
+      const current = this.store.getJob(id) ?? job;
       const reason =
         sha === msg.sha256
           ? msg.reason
           : `${msg.reason} (log checksum mismatch: agent ${msg.sha256}, stored ${sha})`.trim();
-      this.complete(job, msg.result, reason, msg.exitCode, length, sha);
+      this.complete(job, { result: msg.result, reason, exitCode: msg.exitCode, logBytes: length, logSha256: sha }, !current.cancelSilent);
       session.running.delete(id);
       session.send({ type: "finished.ack", jobId: msg.jobId });
     } finally {
@@ -227,35 +235,51 @@ export class JobController {
     }
   }
 
-  /** Records the one final result of a job and queues its report. */
-  complete(
-    job: Job,
-    result: JobResult,
-    reason: string,
-    exitCode: number | null,
-    logBytes: number,
-    sha: string,
-  ): void {
-    const entries = this.reporter.finishedEntries(job, result);
-    if (
-      this.store.finishJob(
-        job.id,
-        { result, reason, exitCode, logBytes, logSha256: sha },
-        Date.now(),
-        entries,
-      )
-    ) {
-      this.log.info(`job ${job.id} finished: ${result}${reason ? ` (${reason})` : ""}`);
+  /**
+   * Records the one final result of a job and queues its report (`report: false` when the target
+   * no longer listens: its build was aborted or restarted).
+   */
+  complete(job: Job, finish: Omit<Finish, "logSha256"> & { logSha256?: string }, report = true): void {
+    const now = Date.now();
+    const entries = report ? this.reporter.finishedEntries(job, finish.result, finish.reason, now) : [];
+    if (this.store.finishJob(job.id, { logSha256: "", ...finish }, now, entries)) {
+      this.log.info(`job ${job.id} finished: ${finish.result}${finish.reason ? ` (${finish.reason})` : ""}`);
     }
+    if (!report) this.store.dropPending(job.id, "the target no longer waits for messages");
     this.logs.close(job.id);
     this.scheduler.settled(job.id);
     this.reporter.wake();
     this.scheduler.kick();
   }
 
+  /**
+   * Cancels a job: a queued or offered one ends at once; a running one is stopped by its agent
+   * (docker stop with the grace period), which then reports `cancelled`. A running job whose agent
+   * is not connected ends at once; the agent is told to drop it when it comes back.
+   */
+  cancel(id: number, reason: string, report: boolean): Job | undefined {
+    const job = this.store.getJob(id);
+    if (!job || job.state === "finished") return job;
+    const session = job.agent ? this.scheduler.sessions.get(job.agent) : undefined;
+    if (job.state === "running" && session?.running.has(id)) {
+      this.store.requestCancel(id, reason, !report);
+      session.send({ type: "job.cancel", jobId: String(id), reason, graceMs: this.config.timing.cancelGraceMs });
+      this.log.info(`job ${id}: cancel sent to ${session.name} (${reason})`);
+      return this.store.getJob(id);
+    }
+    const timer = session?.offers.get(id);
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      session?.offers.delete(id);
+    }
+    session?.running.delete(id);
+    this.logs.sync();
+    this.complete(job, { result: "cancelled", reason: `cancelled: ${reason}`, exitCode: null, logBytes: this.logs.length(id) }, report);
+    return this.store.getJob(id);
+  }
+
   private sweepLeases(): void {
-    for (const job of this.store.expiredLeases(Date.now()))
-      this.lost(job, "its agent stopped renewing the lease");
+    for (const job of this.store.expiredLeases(Date.now())) this.lost(job, "its agent stopped renewing the lease");
   }
 
   /** A running job whose agent is gone: run it again elsewhere while retries last, else fail it. */
@@ -264,14 +288,21 @@ export class JobController {
     if (session?.running.delete(job.id)) {
       session.send({ type: "job.cancel", jobId: String(job.id), reason: `job lost: ${why}`, graceMs: 0 });
     }
-    if (job.attempt < this.config.retries) {
+    this.logs.sync();
+    const logBytes = this.logs.length(job.id);
+    if (job.cancelReason) {
+      this.complete(job, { result: "cancelled", reason: `cancelled: ${job.cancelReason}`, exitCode: null, logBytes }, !job.cancelSilent);
+      return;
+    }
+    const retrying = job.attempt < this.config.retries;
+    this.log.warn(`job ${job.id} lost on ${job.agent ?? "?"} (${why}); ${retrying ? "queued again" : "failing it"}`);
+    if (retrying) {
       this.logs.archive(job.id, job.attempt);
-      this.store.requeue(job.id, true, []);
-      this.log.warn(`job ${job.id} lost on ${job.agent ?? "?"} (${why}); queued again`);
+      this.store.requeue(job.id, true, this.reporter.lostEntries(job, why, true));
+      this.reporter.wake();
       this.scheduler.kick();
     } else {
-      this.logs.sync();
-      this.complete(job, "fail", `job lost: ${why}`, null, this.logs.length(job.id), "");
+      this.complete(job, { result: "fail", reason: `job lost: ${why}`, exitCode: null, logBytes });
     }
   }
 }

@@ -32,6 +32,10 @@ export interface Job extends NewJob {
   finishedAt: number | null;
   logBytes: number;
   logSha256: string;
+  /** Set when someone asked to cancel the job; the agent is told and reports `cancelled`. */
+  cancelReason: string;
+  /** The cancel came from Harbormaster's side (abort, restart): the target no longer listens. */
+  cancelSilent: boolean;
 }
 
 export type OutboxState = "pending" | "sent" | "dead";
@@ -83,6 +87,9 @@ export interface JobStore {
   /** Queued jobs in order (oldest first). */
   queuedJobs(limit: number): Job[];
   jobsInState(state: JobState): Job[];
+  /** Jobs not finished yet (queued, offered, running), oldest first. */
+  activeJobs(limit: number): Job[];
+  requestCancel(id: number, reason: string, silent: boolean): boolean;
   countByState(): Record<JobState, number>;
 
   markOffered(id: number, agent: string, now: number): boolean;
@@ -101,6 +108,8 @@ export interface JobStore {
   markSent(id: number, now: number): void;
   markRetry(id: number, nextAttemptAt: number, error: string): void;
   markDead(id: number, error: string): void;
+  /** Gives up every pending message of a job (its target was aborted or restarted away). */
+  dropPending(jobId: number, why: string): number;
   nextOutboxDue(): number | null;
 
   upsertAgent(agent: AgentRecord): void;

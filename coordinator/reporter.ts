@@ -2,7 +2,7 @@ import { cappedExponentialDelay } from "../protocol/backoff.js";
 import { errorMessage } from "../protocol/errors.js";
 import type { JobResult } from "../protocol/messages.js";
 import type { ConduitConfig } from "./config.js";
-import { ConduitClient, isDuplicateArtifact, isRetryable, redactSecret } from "./conduit-client.js";
+import { type ConduitClient, isDuplicateArtifact, isRetryable, redactSecret } from "./conduit-client.js";
 import type { Job, JobStore, OutboxEntry, OutboxMessage } from "./job-store.js";
 import type { Logger } from "./logger.js";
 
@@ -16,21 +16,18 @@ const BATCH = 32;
  * transport failures with capped backoff until Conduit accepts them.
  */
 export class Reporter {
-  private readonly client: ConduitClient | null;
   private timer: NodeJS.Timeout | null = null;
-  private running = false;
+  private inflight: Promise<void> | null = null;
   private stopped = false;
 
+  /** `client` is null when no Conduit is configured: nothing is queued or sent then. */
   constructor(
     private readonly store: JobStore,
+    private readonly client: ConduitClient | null,
     private readonly conduit: ConduitConfig | null,
     private publicUrl: string,
     private readonly log: Logger,
-  ) {
-    this.client = conduit
-      ? new ConduitClient({ baseUrl: conduit.url, token: conduit.token, timeoutMs: conduit.timeoutMs })
-      : null;
-  }
+  ) {}
 
   /** Used when no public URL is configured: links then point at the listening address. */
   setPublicUrl(url: string): void {
@@ -56,12 +53,57 @@ export class Reporter {
     ];
   }
 
-  finishedEntries(job: Job, result: JobResult): OutboxEntry[] {
+  /**
+   * The one final message of a target. It carries a unit result summarising the job, so the
+   * reason of a failure (exit code, build error, cancel) shows in Harbormaster next to the link.
+   */
+  finishedEntries(job: Job, result: JobResult, reason: string, now: number): OutboxEntry[] {
     if (!this.client) return [];
+    const duration = job.startedAt === null ? 0 : Math.max(0, now - job.startedAt) / 1000;
+    const summary = result === "pass" ? "passed" : reason || result;
     return [
       {
         method: "harbormaster.sendmessage",
-        params: { receiver: job.targetPhid, type: result === "pass" ? "pass" : "fail" },
+        params: {
+          receiver: job.targetPhid,
+          type: result === "pass" ? "pass" : "fail",
+          unit: [
+            {
+              name: `job ${job.id}`,
+              namespace: "phab-dock-ci",
+              engine: "phab-dock-ci",
+              result: result === "pass" ? "pass" : "fail",
+              duration,
+              details: `${summary}\n${this.jobUrl(job.id)}`,
+              format: "text",
+            },
+          ],
+        },
+      },
+    ];
+  }
+
+  /** A `work` message: the target stays waiting, but people see that the job was lost and why. */
+  lostEntries(job: Job, why: string, retrying: boolean): OutboxEntry[] {
+    if (!this.client) return [];
+    const what = retrying ? "running it again on another agent" : "no retries left";
+    return [
+      {
+        method: "harbormaster.sendmessage",
+        params: {
+          receiver: job.targetPhid,
+          type: "work",
+          unit: [
+            {
+              name: `job ${job.id} attempt ${job.attempt + 1} lost`,
+              namespace: "phab-dock-ci",
+              engine: "phab-dock-ci",
+              result: "skip",
+              details: `agent ${job.agent ?? "?"}: ${why}; ${what}`,
+              format: "text",
+            },
+          ],
+        },
       },
     ];
   }
@@ -74,8 +116,19 @@ export class Reporter {
   /** Delivers due messages now (called after a state change wrote to the outbox). */
   wake(): void {
     if (!this.client || this.stopped) return;
+    if (this.inflight) return; // the running pass picks new messages up in its next round
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.deliver(), 0);
+    this.timer = setTimeout(() => this.deliverSoon(), 0);
+  }
+
+  private deliverSoon(): void {
+    if (this.inflight || !this.client || this.stopped) return;
+    this.inflight = this.deliver()
+      .catch((err: unknown) => this.log.error(`outbox delivery: ${errorMessage(err)}`))
+      .finally(() => {
+        this.inflight = null;
+        this.schedule();
+      });
   }
 
   private schedule(): void {
@@ -83,21 +136,14 @@ export class Reporter {
     const next = this.store.nextOutboxDue();
     if (next === null) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.deliver(), Math.max(0, next - Date.now()));
+    this.timer = setTimeout(() => this.deliverSoon(), Math.max(0, next - Date.now()));
   }
 
   private async deliver(): Promise<void> {
-    if (this.running || !this.client) return;
-    this.running = true;
-    try {
-      for (let round = 0; round < 1000 && !this.stopped; round++) {
-        const due = this.store.dueOutbox(Date.now(), BATCH);
-        if (due.length === 0) break;
-        await Promise.all(due.map((m) => this.send(m)));
-      }
-    } finally {
-      this.running = false;
-      this.schedule();
+    for (let round = 0; round < 1000 && !this.stopped; round++) {
+      const due = this.store.dueOutbox(Date.now(), BATCH);
+      if (due.length === 0) break;
+      await Promise.all(due.map((m) => this.send(m)));
     }
   }
 
@@ -127,9 +173,11 @@ export class Reporter {
     }
   }
 
+  /** Stops delivering; in-flight calls are aborted and stay pending in the outbox. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.client?.close();
+    await this.inflight;
   }
 }

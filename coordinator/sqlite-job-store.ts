@@ -39,6 +39,8 @@ function toJob(r: Row): Job {
     finishedAt: numOrNull(r["finished_at"]),
     logBytes: num(r["log_bytes"]),
     logSha256: str(r["log_sha256"]),
+    cancelReason: str(r["cancel_reason"]),
+    cancelSilent: num(r["cancel_silent"]) === 1,
   };
 }
 
@@ -127,6 +129,19 @@ export class SqliteJobStore implements JobStore {
 
   jobsInState(state: JobState): Job[] {
     return this.rows("SELECT * FROM jobs WHERE state = ? ORDER BY id", state).map(toJob);
+  }
+
+  activeJobs(limit: number): Job[] {
+    return this.rows("SELECT * FROM jobs WHERE state != 'finished' ORDER BY id LIMIT ?", limit).map(toJob);
+  }
+
+  requestCancel(id: number, reason: string, silent: boolean): boolean {
+    return this.changed(
+      "UPDATE jobs SET cancel_reason = ?, cancel_silent = ? WHERE id = ? AND state != 'finished'",
+      reason,
+      silent ? 1 : 0,
+      id,
+    );
   }
 
   countByState(): Record<JobState, number> {
@@ -251,6 +266,12 @@ export class SqliteJobStore implements JobStore {
     this.db
       .prepare("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?")
       .run(error, id);
+  }
+
+  dropPending(jobId: number, why: string): number {
+    return this.db
+      .prepare("UPDATE outbox SET state = 'dead', last_error = ? WHERE job_id = ? AND state = 'pending'")
+      .run(why, jobId).changes;
   }
 
   nextOutboxDue(): number | null {

@@ -20,7 +20,9 @@ CREATE TABLE IF NOT EXISTS jobs (
   started_at INTEGER,
   finished_at INTEGER,
   log_bytes INTEGER NOT NULL DEFAULT 0,
-  log_sha256 TEXT NOT NULL DEFAULT ''
+  log_sha256 TEXT NOT NULL DEFAULT '',
+  cancel_reason TEXT NOT NULL DEFAULT '',
+  cancel_silent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
 

@@ -13,6 +13,7 @@ import { silentLogger } from "../../coordinator/logger.js";
 import { FakeConduit } from "./fake-conduit.js";
 
 export const AGENT_TOKEN = "test-agent-token-0123456789";
+export const API_TOKEN = "test-api-token-0123456789";
 
 /** Timing shrunk so scenarios take seconds, with the same ratios as the defaults. */
 export const TEST_TIMING = Object.freeze({
@@ -44,6 +45,8 @@ export function coordinatorTestConfig(
     webhookUser: "",
     webhookPassword: "",
     agentToken: AGENT_TOKEN,
+    apiToken: API_TOKEN,
+    pollIntervalMs: 200,
     allowedRepositories: [],
     retries: 1,
     limits: { ...DEFAULT_LIMITS, memoryBytes: 256 * 1024 * 1024 },
