@@ -23,10 +23,19 @@ export function addCoordinatorOptions(cmd: Command): Command {
     .option("--webhook-user <user>", "HTTP Basic user Harbormaster sends (PDCI_WEBHOOK_USER)")
     .option("--webhook-password-file <file>", "file holding the HTTP Basic password (PDCI_WEBHOOK_PASSWORD)")
     .option("--agent-token-file <file>", "file holding the token agents present (PDCI_AGENT_TOKEN)")
-    .option("--api-token-file <file>", "file holding the bearer token of the write API, e.g. cancel (PDCI_API_TOKEN)")
-    .option("--poll-interval <seconds>", "how often active jobs' builds are checked for abort/restart (PDCI_POLL_INTERVAL, default 10)")
+    .option(
+      "--api-token-file <file>",
+      "file holding the bearer token of the write API, e.g. cancel (PDCI_API_TOKEN)",
+    )
+    .option(
+      "--poll-interval <seconds>",
+      "how often active jobs' builds are checked for abort/restart (PDCI_POLL_INTERVAL, default 10)",
+    )
     .option("--conduit-timeout <seconds>", "timeout of one Conduit call (PDCI_CONDUIT_TIMEOUT, default 15)")
-    .option("--conduit-retry-max <seconds>", "longest wait between retries of a Conduit message (PDCI_CONDUIT_RETRY_MAX, default 60)")
+    .option(
+      "--conduit-retry-max <seconds>",
+      "longest wait between retries of a Conduit message (PDCI_CONDUIT_RETRY_MAX, default 60)",
+    )
     .option(
       "--allow-repository <prefix...>",
       "only build repositories whose URI starts with a prefix (PDCI_ALLOW_REPOSITORIES, comma list)",

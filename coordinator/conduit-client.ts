@@ -15,10 +15,11 @@ export interface ConduitClientOptions {
 }
 
 /**
- * Refusals a person can fix without the request changing (a revoked or mistyped token): worth
- * trying again later, with backoff. Any other `error_code` means the request itself was refused.
+ * Refusals a person can fix without the request changing (a revoked or mistyped token). Retrying
+ * them blindly only hammers Phabricator; the reporter parks them until the coordinator restarts
+ * (with a fixed token) instead.
  */
-const RETRYABLE_REFUSALS: ReadonlySet<string> = new Set(["ERR-INVALID-AUTH", "ERR-INVALID-SESSION"]);
+const AUTH_REFUSALS: ReadonlySet<string> = new Set(["ERR-INVALID-AUTH", "ERR-INVALID-SESSION"]);
 
 /**
  * `conduit_transport`: no usable answer (network error, timeout, non-200, unparsable body);
@@ -39,9 +40,13 @@ export class ConduitError extends PdciError {
     this.name = "ConduitError";
     this.conduitCode = opts.conduitCode ?? null;
     this.info = opts.info ?? null;
-    this.retryable =
-      code === "conduit_transport" || (this.conduitCode !== null && RETRYABLE_REFUSALS.has(this.conduitCode));
+    this.retryable = code === "conduit_transport";
   }
+}
+
+/** Conduit refused our token: the operator must fix it; the request itself was fine. */
+export function isAuthRefusal(err: unknown): boolean {
+  return err instanceof ConduitError && err.conduitCode !== null && AUTH_REFUSALS.has(err.conduitCode);
 }
 
 /** The one retry decision for Conduit calls; anything that is not a ConduitError is a bug, not weather. */

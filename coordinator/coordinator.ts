@@ -36,12 +36,22 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger): 
   const logs = new LogStore(join(config.dataDir, "logs"), config.timing.maxLogBytes);
   const scheduler = new Scheduler(store, config, log);
   const conduit = config.conduit
-    ? new ConduitClient({ baseUrl: config.conduit.url, token: config.conduit.token, timeoutMs: config.conduit.timeoutMs })
+    ? new ConduitClient({
+        baseUrl: config.conduit.url,
+        token: config.conduit.token,
+        timeoutMs: config.conduit.timeoutMs,
+      })
     : null;
   const reporter = new Reporter(store, conduit, config.conduit, config.publicUrl, log);
   const jobs = new JobController(store, logs, scheduler, reporter, config, log);
   const watcher = conduit
-    ? new AbortWatcher(conduit, store, config.pollIntervalMs, (id, reason) => jobs.cancel(id, reason, false), log)
+    ? new AbortWatcher(
+        conduit,
+        store,
+        config.pollIntervalMs,
+        (id, reason) => jobs.cancel(id, reason, false),
+        log,
+      )
     : null;
   const hub = new Hub(config, store, scheduler, jobs, log);
   const api: ReadApi = { store, logs, scheduler, jobUrl: (id) => reporter.jobUrl(id) };

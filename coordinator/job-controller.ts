@@ -57,7 +57,11 @@ export class JobController {
         listed.add(id);
         this.logs.sync();
         const logBytes = this.logs.length(id);
-        this.complete(job, { result: "cancelled", reason: `cancelled: ${job.cancelReason}`, exitCode: null, logBytes }, !job.cancelSilent);
+        this.complete(
+          job,
+          { result: "cancelled", reason: `cancelled: ${job.cancelReason}`, exitCode: null, logBytes },
+          !job.cancelSilent,
+        );
       } else if (job && job.state === "running" && job.agent === session.name) {
         listed.add(id);
         session.running.add(id);
@@ -227,7 +231,11 @@ export class JobController {
         sha === msg.sha256
           ? msg.reason
           : `${msg.reason} (log checksum mismatch: agent ${msg.sha256}, stored ${sha})`.trim();
-      this.complete(job, { result: msg.result, reason, exitCode: msg.exitCode, logBytes: length, logSha256: sha }, !current.cancelSilent);
+      this.complete(
+        job,
+        { result: msg.result, reason, exitCode: msg.exitCode, logBytes: length, logSha256: sha },
+        !current.cancelSilent,
+      );
       session.running.delete(id);
       session.send({ type: "finished.ack", jobId: msg.jobId });
     } finally {
@@ -263,7 +271,12 @@ export class JobController {
     const session = job.agent ? this.scheduler.sessions.get(job.agent) : undefined;
     if (job.state === "running" && session?.running.has(id)) {
       this.store.requestCancel(id, reason, !report);
-      session.send({ type: "job.cancel", jobId: String(id), reason, graceMs: this.config.timing.cancelGraceMs });
+      session.send({
+        type: "job.cancel",
+        jobId: String(id),
+        reason,
+        graceMs: this.config.timing.cancelGraceMs,
+      });
       this.log.info(`job ${id}: cancel sent to ${session.name} (${reason})`);
       return this.store.getJob(id);
     }
@@ -274,12 +287,17 @@ export class JobController {
     }
     session?.running.delete(id);
     this.logs.sync();
-    this.complete(job, { result: "cancelled", reason: `cancelled: ${reason}`, exitCode: null, logBytes: this.logs.length(id) }, report);
+    this.complete(
+      job,
+      { result: "cancelled", reason: `cancelled: ${reason}`, exitCode: null, logBytes: this.logs.length(id) },
+      report,
+    );
     return this.store.getJob(id);
   }
 
   private sweepLeases(): void {
-    for (const job of this.store.expiredLeases(Date.now())) this.lost(job, "its agent stopped renewing the lease");
+    for (const job of this.store.expiredLeases(Date.now()))
+      this.lost(job, "its agent stopped renewing the lease");
   }
 
   /** A running job whose agent is gone: run it again elsewhere while retries last, else fail it. */
@@ -291,11 +309,17 @@ export class JobController {
     this.logs.sync();
     const logBytes = this.logs.length(job.id);
     if (job.cancelReason) {
-      this.complete(job, { result: "cancelled", reason: `cancelled: ${job.cancelReason}`, exitCode: null, logBytes }, !job.cancelSilent);
+      this.complete(
+        job,
+        { result: "cancelled", reason: `cancelled: ${job.cancelReason}`, exitCode: null, logBytes },
+        !job.cancelSilent,
+      );
       return;
     }
     const retrying = job.attempt < this.config.retries;
-    this.log.warn(`job ${job.id} lost on ${job.agent ?? "?"} (${why}); ${retrying ? "queued again" : "failing it"}`);
+    this.log.warn(
+      `job ${job.id} lost on ${job.agent ?? "?"} (${why}); ${retrying ? "queued again" : "failing it"}`,
+    );
     if (retrying) {
       this.logs.archive(job.id, job.attempt);
       this.store.requeue(job.id, true, this.reporter.lostEntries(job, why, true));

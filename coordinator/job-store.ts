@@ -108,6 +108,8 @@ export interface JobStore {
   markSent(id: number, now: number): void;
   markRetry(id: number, nextAttemptAt: number, error: string): void;
   markDead(id: number, error: string): void;
+  /** Makes dead messages whose error starts with `errorPrefix` pending again; returns how many. */
+  revive(errorPrefix: string, now: number): number;
   /** Gives up every pending message of a job (its target was aborted or restarted away). */
   dropPending(jobId: number, why: string): number;
   nextOutboxDue(): number | null;

@@ -119,6 +119,15 @@ export function jobPage(api: ReadApi, res: ServerResponse, id: number): void {
   })
     .map(([k, v]) => `<tr><th>${k}</th><td>${escapeHtml(String(v))}</td></tr>`)
     .join("");
+  const reports =
+    info.reports.length === 0
+      ? ""
+      : `<h2>Reports to Harbormaster</h2><ul>${info.reports
+          .map(
+            (r) =>
+              `<li>${escapeHtml(`${r.method}${r.type ? ` ${r.type}` : ""}: ${r.state}${r.lastError ? ` (${r.lastError})` : ""}`)}</li>`,
+          )
+          .join("")}</ul>`;
   const refresh = job.state === "finished" ? "" : '<meta http-equiv="refresh" content="3">';
   const stream = api.logs.read(id, 0, LOG_PAGE_BYTES);
   const chunks: Buffer[] = [];
@@ -129,7 +138,7 @@ export function jobPage(api: ReadApi, res: ServerResponse, id: number): void {
       200,
       `<!doctype html><html><head><meta charset="utf-8">${refresh}<title>Job ${id} · phab-dock-ci</title>
 <style>body{font-family:sans-serif;margin:2em}th{text-align:left;padding-right:1em}pre{background:#111;color:#ddd;padding:1em;overflow:auto}</style>
-</head><body><h1>Job ${id}</h1><table>${rows}</table><h2>Log</h2><pre>${escapeHtml(log)}</pre>
+</head><body><h1>Job ${id}</h1><table>${rows}</table>${reports}<h2>Log</h2><pre>${escapeHtml(log)}</pre>
 <p><a href="/api/jobs/${id}/log">raw log</a> · <a href="/api/jobs/${id}">JSON</a></p></body></html>`,
       "text/html; charset=utf-8",
     );

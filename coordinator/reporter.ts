@@ -2,13 +2,21 @@ import { cappedExponentialDelay } from "../protocol/backoff.js";
 import { errorMessage } from "../protocol/errors.js";
 import type { JobResult } from "../protocol/messages.js";
 import type { ConduitConfig } from "./config.js";
-import { type ConduitClient, isDuplicateArtifact, isRetryable, redactSecret } from "./conduit-client.js";
+import {
+  type ConduitClient,
+  isAuthRefusal,
+  isDuplicateArtifact,
+  isRetryable,
+  redactSecret,
+} from "./conduit-client.js";
 import type { Job, JobStore, OutboxEntry, OutboxMessage } from "./job-store.js";
 import type { Logger } from "./logger.js";
 
 /** Key of the URI artifact on each target; one per target, so a resend is a harmless duplicate. */
 export const ARTIFACT_KEY = "phab-dock-ci.job";
 const BATCH = 32;
+/** Prefix of the error of a message parked because Conduit refused the token. */
+const AUTH_PARKED = "token refused";
 
 /**
  * The durable outbox to Conduit. State changes write their Conduit calls into the outbox in the
@@ -108,9 +116,12 @@ export class Reporter {
     ];
   }
 
-  /** Starts delivering; safe to call once. */
+  /** Starts delivering; messages parked on a bad token are tried again (the token may be fixed). */
   start(): void {
-    if (this.client) this.wake();
+    if (!this.client) return;
+    const revived = this.store.revive(AUTH_PARKED, Date.now());
+    if (revived > 0) this.log.info(`retrying ${revived} Conduit message(s) that were refused for the token`);
+    this.wake();
   }
 
   /** Delivers due messages now (called after a state change wrote to the outbox). */
@@ -166,6 +177,11 @@ export class Reporter {
         });
         this.store.markRetry(m.id, Date.now() + delay, text);
         this.log.warn(`conduit ${m.method} for job ${m.jobId} failed, retrying in ${delay} ms: ${text}`);
+      } else if (isAuthRefusal(err)) {
+        this.store.markDead(m.id, `${AUTH_PARKED}: ${text}`);
+        this.log.error(
+          `conduit refused our token for ${m.method} of job ${m.jobId}; fix the token and restart the coordinator to send it: ${text}`,
+        );
       } else {
         this.store.markDead(m.id, text);
         this.log.error(`conduit refused ${m.method} for job ${m.jobId}; giving up: ${text}`);

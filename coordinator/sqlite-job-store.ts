@@ -268,6 +268,14 @@ export class SqliteJobStore implements JobStore {
       .run(error, id);
   }
 
+  revive(errorPrefix: string, now: number): number {
+    return this.db
+      .prepare(
+        "UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state = 'dead' AND substr(last_error, 1, ?) = ?",
+      )
+      .run(now, errorPrefix.length, errorPrefix).changes;
+  }
+
   dropPending(jobId: number, why: string): number {
     return this.db
       .prepare("UPDATE outbox SET state = 'dead', last_error = ? WHERE job_id = ? AND state = 'pending'")

@@ -50,7 +50,10 @@ async function setup(t: TestContext, jobTimeoutMs: number = TEST_TIMING.jobTimeo
 
 async function startJob(s: Scenario, target: string, diff = 1): Promise<number> {
   s.conduit.addTarget({ phid: target });
-  const res = await webhook(s.url, `/harbormaster?target=${target}&staging=${s.staging}&ref=refs/tags/phabricator/diff/${diff}`);
+  const res = await webhook(
+    s.url,
+    `/harbormaster?target=${target}&staging=${s.staging}&ref=refs/tags/phabricator/diff/${diff}`,
+  );
   const id = Number(res.body["jobId"]);
   for (let i = 0; i < 1500; i++) {
     const job = await getJson(`${s.url}/api/jobs/${id}`);
@@ -95,7 +98,10 @@ test("cancel through the API stops the container within the grace period and rep
 test("a job that runs past its timeout is stopped and fails", async (t) => {
   const s = await setup(t, 1_500);
   s.conduit.addTarget({ phid: "PHID-HMBT-timeout" });
-  const res = await webhook(s.url, `/harbormaster?target=PHID-HMBT-timeout&staging=${s.staging}&ref=refs/tags/phabricator/diff/2`);
+  const res = await webhook(
+    s.url,
+    `/harbormaster?target=PHID-HMBT-timeout&staging=${s.staging}&ref=refs/tags/phabricator/diff/2`,
+  );
   const job = await waitForJob(s.url, Number(res.body["jobId"]));
   assert.equal(job["result"], "fail");
   assert.match(String(job["reason"]), /timed out/);
@@ -124,7 +130,10 @@ test("a restarted build cancels the old job; the new target's webhook is a new j
   const old = await waitForJob(s.url, id);
   assert.equal(old["result"], "cancelled");
   assert.match(String(old["reason"]), /restarted/);
-  const res = await webhook(s.url, `/harbormaster?target=${newTarget}&staging=${s.staging}&ref=refs/tags/phabricator/diff/1`);
+  const res = await webhook(
+    s.url,
+    `/harbormaster?target=${newTarget}&staging=${s.staging}&ref=refs/tags/phabricator/diff/1`,
+  );
   assert.equal(res.status, 202);
   assert.notEqual(res.body["jobId"], id);
   await new Promise((r) => setTimeout(r, 300));

@@ -7,6 +7,7 @@ import {
   ConduitClient,
   ConduitError,
   isDuplicateArtifact,
+  isAuthRefusal,
   isRetryable,
   redactSecret,
 } from "../coordinator/conduit-client.js";
@@ -103,7 +104,7 @@ void test("a refused call is a ConduitError that is not retried", async (t) => {
   assert.deepEqual(fake.messages(TARGET), []);
 });
 
-void test("a bad token is retryable and never appears in the error", async (t) => {
+void test("a bad token is an auth refusal, not retried blindly, and never appears in the error", async (t) => {
   const badToken = `api-${"q".repeat(28)}`;
   const { fake, client } = await setup(t, { token: badToken });
   fake.addTarget({ phid: TARGET });
@@ -115,7 +116,8 @@ void test("a bad token is retryable and never appears in the error", async (t) =
   assert.equal(err.code, "conduit_refused");
   assert.equal(err.conduitCode, "ERR-INVALID-AUTH");
   assert.equal(err.info, 'API token "api-[redacted]" is not valid.');
-  assert.equal(isRetryable(err), true);
+  assert.equal(isRetryable(err), false);
+  assert.equal(isAuthRefusal(err), true);
   assert.equal(fake.target(TARGET)?.status, "target/waiting");
 
   // A token of the wrong shape is echoed too, and hidden as the configured secret.
@@ -208,6 +210,7 @@ void test("a refused connection is a retryable transport error", async (t) => {
   assert.equal(err.code, "conduit_transport");
   assert.match(err.message, /ECONNREFUSED/);
   assert.equal(isRetryable(err), true);
+  assert.equal(isAuthRefusal(err), false);
 });
 
 void test("target.search and build.search answer in Phorge's shape", async (t) => {

@@ -45,7 +45,20 @@ export class TcpProxy {
     this.down = false;
   }
 
+  /** Stops listening, so new connections are refused (ECONNREFUSED), and cuts the open ones. */
+  async refuse(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Listens again on the same port after `refuse`. */
+  async accept(): Promise<void> {
+    this.down = false;
+    await new Promise<void>((resolve) => this.server.listen(this.port, "127.0.0.1", resolve));
+  }
+
   async close(): Promise<void> {
+    if (!this.server.listening) return;
     this.cut();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }

@@ -1,0 +1,149 @@
+/**
+ * Light agents: bare WebSocket clients that speak just enough of the protocol (hello, heartbeats on
+ * the interval the welcome dictates, and accept / log / finished for an offered job), so that one
+ * process holds a thousand of them. The coordinator cannot tell them from real agents.
+ *
+ * Prints `{"ev":"ready","connected":n}` once every client got its welcome; answers `status` on
+ * stdin with `{"ev":"status","connected","heartbeats","closed"}`.
+ *
+ * Environment: BENCH_LIGHT = JSON {url, token, count, prefix, concurrency}.
+ */
+import { createHash } from "node:crypto";
+import { createInterface } from "node:readline";
+import { WebSocket } from "ws";
+import { PROTOCOL_VERSION } from "../../protocol/messages.js";
+
+interface Settings {
+  url: string;
+  token: string;
+  count: number;
+  prefix: string;
+  /** Handshakes in flight at once. */
+  concurrency: number;
+}
+
+const CONNECT_TIMEOUT_MS = 180_000;
+const LOG_TEXT = Buffer.from("instant job\n");
+const LOG_SHA = createHash("sha256").update(LOG_TEXT).digest("hex");
+
+const emit = (msg: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(msg)}\n`);
+
+let connected = 0;
+let heartbeats = 0;
+let closed = 0;
+const timers = new Set<NodeJS.Timeout>();
+const sockets: WebSocket[] = [];
+
+function client(s: Settings, name: string, welcomed: () => void): void {
+  const ws = new WebSocket(s.url, {
+    headers: { Authorization: `Bearer ${s.token}` },
+    perMessageDeflate: false,
+    handshakeTimeout: 30_000,
+  });
+  sockets.push(ws);
+  const running = new Set<string>();
+  let beat: NodeJS.Timeout | null = null;
+  const send = (msg: Record<string, unknown>) => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  };
+  ws.on("open", () =>
+    send({
+      type: "hello",
+      protocolVersion: PROTOCOL_VERSION,
+      name,
+      labels: [],
+      capacity: 1,
+      agentVersion: "bench-light",
+      running: [],
+    }),
+  );
+  ws.on("message", (data) => {
+    const msg = JSON.parse(String(data)) as Record<string, unknown>;
+    const jobId = String(msg["jobId"] ?? "");
+    switch (msg["type"]) {
+      case "welcome": {
+        connected += 1;
+        welcomed();
+        const every = Number(msg["heartbeatIntervalMs"]);
+        // A random phase spreads the beats of clients that connected together.
+        const first = setTimeout(() => {
+          timers.delete(first);
+          const tick = () => {
+            heartbeats += 1;
+            send({ type: "heartbeat", running: [...running] });
+          };
+          tick();
+          beat = setInterval(tick, every);
+          timers.add(beat);
+        }, Math.random() * every);
+        timers.add(first);
+        return;
+      }
+      case "job.assign":
+        running.add(jobId);
+        send({ type: "job.accept", jobId });
+        send({ type: "job.log", jobId, offset: 0, data: LOG_TEXT.toString("base64") });
+        return;
+      case "log.ack":
+        if (running.has(jobId) && Number(msg["offset"]) >= LOG_TEXT.length) {
+          send({
+            type: "job.finished",
+            jobId,
+            result: "pass",
+            exitCode: 0,
+            reason: "",
+            totalBytes: LOG_TEXT.length,
+            sha256: LOG_SHA,
+          });
+        }
+        return;
+      case "finished.ack":
+        running.delete(jobId);
+        return;
+    }
+  });
+  ws.on("error", () => undefined);
+  ws.on("close", () => {
+    closed += 1;
+    if (beat) clearInterval(beat);
+  });
+}
+
+async function main(): Promise<void> {
+  const s = JSON.parse(process.env["BENCH_LIGHT"] ?? "{}") as Settings;
+  let started = 0;
+  let inFlight = 0;
+  await new Promise<void>((resolve, reject) => {
+    const deadline = setTimeout(
+      () => reject(new Error(`${s.prefix}: only ${connected} of ${s.count} connected`)),
+      CONNECT_TIMEOUT_MS,
+    );
+    const next = () => {
+      while (inFlight < s.concurrency && started < s.count) {
+        inFlight += 1;
+        client(s, `${s.prefix}-${started++}`, () => {
+          inFlight -= 1;
+          if (connected === s.count) {
+            clearTimeout(deadline);
+            resolve();
+          } else next();
+        });
+      }
+    };
+    next();
+  });
+  emit({ ev: "ready", connected });
+  createInterface({ input: process.stdin }).on("line", (line) => {
+    if (line.trim() === "status") emit({ ev: "status", connected: connected - closed, heartbeats, closed });
+  });
+  process.on("SIGTERM", () => {
+    for (const t of timers) clearTimeout(t);
+    for (const ws of sockets) ws.terminate();
+    process.exit(0);
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(`light-agents: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
