@@ -27,6 +27,10 @@ export function addAgentOptions(cmd: Command): Command {
     .option(
       "--docker-socket <path>",
       "Docker engine socket (PDCI_DOCKER_SOCKET, default /var/run/docker.sock)",
+    )
+    .option(
+      "--reconnect-max <seconds>",
+      "longest wait between reconnect attempts (PDCI_RECONNECT_MAX, default 60)",
     );
 }
 

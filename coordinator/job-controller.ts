@@ -1,4 +1,4 @@
-import type { AgentMessage, JobFinishedMessage, JobResult, RunningJob } from "../protocol/messages.js";
+import type { AgentMessage, JobFinishedMessage, RunningJob } from "../protocol/messages.js";
 import type { AgentSession } from "./agent-session.js";
 import type { CoordinatorConfig } from "./config.js";
 import type { Finish, Job, JobStore } from "./job-store.js";

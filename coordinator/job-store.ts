@@ -105,6 +105,8 @@ export interface JobStore {
   /** Pending messages that are due, skipping any target that has an earlier pending message. */
   dueOutbox(now: number, limit: number): OutboxMessage[];
   outboxForJob(jobId: number): OutboxMessage[];
+  /** Counts an attempt before it is made. */
+  markAttempt(id: number): void;
   markSent(id: number, now: number): void;
   markRetry(id: number, nextAttemptAt: number, error: string): void;
   markDead(id: number, error: string): void;

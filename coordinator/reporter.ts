@@ -161,8 +161,16 @@ export class Reporter {
   private async send(m: OutboxMessage): Promise<void> {
     const client = this.client as ConduitClient;
     const conduit = this.conduit as ConduitConfig;
+    // Counted before the call: after a crash mid-call, the next attempt knows it may be a repeat.
+    this.store.markAttempt(m.id);
     try {
-      await client.call(m.method, m.params);
+      if (m.attempts > 0 && (await this.alreadyApplied(client, m))) {
+        this.log.info(
+          `conduit already has ${m.method} ${String(m.params["type"])} for job ${m.jobId}; not sending it again`,
+        );
+      } else {
+        await client.call(m.method, m.params);
+      }
       this.store.markSent(m.id, Date.now());
     } catch (err) {
       if (isDuplicateArtifact(err)) {
@@ -187,6 +195,20 @@ export class Reporter {
         this.log.error(`conduit refused ${m.method} for job ${m.jobId}; giving up: ${text}`);
       }
     }
+  }
+
+  /**
+   * Whether an earlier attempt of a final message reached Conduit although we never saw the answer
+   * (a timeout, a crash): the target then has left "waiting". Only finals are checked; a repeated
+   * artifact is answered as a duplicate, and a repeated `work` is harmless.
+   */
+  private async alreadyApplied(client: ConduitClient, m: OutboxMessage): Promise<boolean> {
+    const type = m.params["type"];
+    if (m.method !== "harbormaster.sendmessage" || (type !== "pass" && type !== "fail")) return false;
+    const res = await client.call("harbormaster.target.search", { constraints: { phids: [m.targetPhid] } });
+    const data = (res as { data?: Array<{ fields?: { status?: { value?: unknown } } }> } | null)?.data;
+    const status = data?.[0]?.fields?.status?.value;
+    return status === "target/passed" || status === "target/failed";
   }
 
   /** Stops delivering; in-flight calls are aborted and stay pending in the outbox. */

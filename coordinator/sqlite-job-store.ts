@@ -250,22 +250,22 @@ export class SqliteJobStore implements JobStore {
     return this.rows("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", jobId).map(toOutbox);
   }
 
+  markAttempt(id: number): void {
+    this.db.prepare("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?").run(id);
+  }
+
   markSent(id: number, now: number): void {
-    this.db
-      .prepare("UPDATE outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1 WHERE id = ?")
-      .run(now, id);
+    this.db.prepare("UPDATE outbox SET state = 'sent', sent_at = ? WHERE id = ?").run(now, id);
   }
 
   markRetry(id: number, nextAttemptAt: number, error: string): void {
     this.db
-      .prepare("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ?")
+      .prepare("UPDATE outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?")
       .run(nextAttemptAt, error, id);
   }
 
   markDead(id: number, error: string): void {
-    this.db
-      .prepare("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ? WHERE id = ?")
-      .run(error, id);
+    this.db.prepare("UPDATE outbox SET state = 'dead', last_error = ? WHERE id = ?").run(error, id);
   }
 
   revive(errorPrefix: string, now: number): number {

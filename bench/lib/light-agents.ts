@@ -34,7 +34,7 @@ let closed = 0;
 const timers = new Set<NodeJS.Timeout>();
 const sockets: WebSocket[] = [];
 
-function client(s: Settings, name: string, welcomed: () => void): void {
+function client(s: Settings, name: string, welcomed: () => void, failed: () => void): void {
   const ws = new WebSocket(s.url, {
     headers: { Authorization: `Bearer ${s.token}` },
     perMessageDeflate: false,
@@ -43,6 +43,7 @@ function client(s: Settings, name: string, welcomed: () => void): void {
   sockets.push(ws);
   const running = new Set<string>();
   let beat: NodeJS.Timeout | null = null;
+  let greeted = false;
   const send = (msg: Record<string, unknown>) => {
     if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
   };
@@ -62,6 +63,7 @@ function client(s: Settings, name: string, welcomed: () => void): void {
     const jobId = String(msg["jobId"] ?? "");
     switch (msg["type"]) {
       case "welcome": {
+        greeted = true;
         connected += 1;
         welcomed();
         const every = Number(msg["heartbeatIntervalMs"]);
@@ -104,8 +106,9 @@ function client(s: Settings, name: string, welcomed: () => void): void {
   });
   ws.on("error", () => undefined);
   ws.on("close", () => {
-    closed += 1;
     if (beat) clearInterval(beat);
+    if (greeted) closed += 1;
+    else failed();
   });
 }
 
@@ -113,21 +116,32 @@ async function main(): Promise<void> {
   const s = JSON.parse(process.env["BENCH_LIGHT"] ?? "{}") as Settings;
   let started = 0;
   let inFlight = 0;
+  let failures = 0;
+  const retry: string[] = [];
   await new Promise<void>((resolve, reject) => {
     const deadline = setTimeout(
       () => reject(new Error(`${s.prefix}: only ${connected} of ${s.count} connected`)),
       CONNECT_TIMEOUT_MS,
     );
     const next = () => {
-      while (inFlight < s.concurrency && started < s.count) {
+      while (inFlight < s.concurrency && (started < s.count || retry.length > 0)) {
         inFlight += 1;
-        client(s, `${s.prefix}-${started++}`, () => {
+        const name = retry.shift() ?? `${s.prefix}-${started++}`;
+        const welcomed = () => {
           inFlight -= 1;
           if (connected === s.count) {
             clearTimeout(deadline);
             resolve();
           } else next();
-        });
+        };
+        const failed = () => {
+          inFlight -= 1;
+          // A refused handshake (a full backlog) is tried again, a bounded number of times.
+          if (++failures > s.count) return reject(new Error(`${s.prefix}: too many failed connections`));
+          retry.push(name);
+          setTimeout(next, 50);
+        };
+        client(s, name, welcomed, failed);
       }
     };
     next();

@@ -37,7 +37,8 @@ export interface FakeArtifact {
   artifactData: Record<string, unknown>;
 }
 
-type FailMode = "500" | "hang" | "reset";
+/** "applied-hang": the call takes effect, but the answer never comes (a timeout after success). */
+type FailMode = "500" | "hang" | "reset" | "applied-hang";
 type Params = Record<string, unknown>;
 
 interface TargetState extends FakeTarget {
@@ -298,7 +299,7 @@ export class FakeConduit {
 
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
-  private readonly failures: FailMode[] = [];
+  private readonly failures: Array<{ mode: FailMode; method: string | undefined }> = [];
   private readonly targets = new Map<string, TargetState>();
   private readonly builds = new Map<string, BuildState>();
   private readonly stored: StoredMessage[] = [];
@@ -424,8 +425,9 @@ export class FakeConduit {
     return phid;
   }
 
-  failNext(mode: FailMode, count: number): void {
-    for (let i = 0; i < count; i++) this.failures.push(mode);
+  /** The next `count` requests (of `method` only, when given) fail in `mode`. */
+  failNext(mode: FailMode, count: number, method?: string): void {
+    for (let i = 0; i < count; i++) this.failures.push({ mode, method });
   }
 
   async waitFor(pred: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -454,7 +456,11 @@ export class FakeConduit {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req);
-    const failure = this.failures.shift();
+    const url = new URL(req.url ?? "/", "http://fake.invalid");
+    const m = /^\/api\/([^/]+)$/.exec(url.pathname);
+    const method = m?.[1] === undefined ? undefined : decodeURIComponent(m[1]);
+    const index = this.failures.findIndex((f) => f.method === undefined || f.method === method);
+    const failure = index < 0 ? undefined : this.failures.splice(index, 1)[0]?.mode;
     if (failure === "hang") return; // never answered; close() destroys the socket
     if (failure === "reset") {
       req.socket.destroy();
@@ -465,14 +471,13 @@ export class FakeConduit {
       res.end("<html><body><h1>500 Internal Server Error</h1></body></html>");
       return;
     }
-    const url = new URL(req.url ?? "/", "http://fake.invalid");
-    const m = /^\/api\/([^/]+)$/.exec(url.pathname);
-    if (m?.[1] === undefined) {
+    if (method === undefined) {
       res.writeHead(404, { "content-type": "text/plain" });
       res.end("Not Found");
       return;
     }
-    const envelope = this.conduit(decodeURIComponent(m[1]), req.headers["content-type"], url.search, body);
+    const envelope = this.conduit(method, req.headers["content-type"], url.search, body);
+    if (failure === "applied-hang") return;
     // PHP's json_encode escapes "/" (`target\/waiting`); "/" occurs only inside JSON strings.
     const json = JSON.stringify(envelope).replace(/\//g, "\\/");
     const headers: Record<string, string> = {

@@ -1,0 +1,148 @@
+/**
+ * Benchmark 3, dispatch throughput: 10,000 webhooks posted as fast as the coordinator takes them,
+ * drained by 100 real agents with the instant backend; jobs per second from the first webhook to
+ * the last final message delivered to Conduit (intake, queue, dispatch, finish, outbox).
+ */
+import type { Child } from "./lib/child.js";
+import { ConduitSink, SINK_TOKEN } from "./lib/conduit-sink.js";
+import { profileCoordinator } from "./lib/profiling.js";
+import { CpuMeter } from "./lib/procfs.js";
+import type { BenchResult, Figure } from "./lib/report.js";
+import { Scratch, startCoordinatorProcess, startFleet, waitForAgents, type CoordinatorProcess } from "./lib/stack.js";
+import { fmt, median } from "./lib/stats.js";
+import { enc, WebhookClient } from "./lib/webhook-client.js";
+
+const JOBS = 10_000;
+const AGENTS = 100;
+const FLEET_PROCESSES = 2;
+const RUNS = 3;
+const PROFILE_JOBS = 2_000;
+const WEBHOOK_CONCURRENCY = 16;
+const RUN_TIMEOUT_MS = 150_000;
+const STAGING = "https://phab.example.test/source/bench.git";
+const GOAL_JOBS_PER_S = 1000;
+
+interface RunFigures {
+  jobsPerS: number;
+  intakePerS: number;
+  coordinatorCpu: number;
+  fleetCpu: number;
+  completed: number;
+}
+
+async function drain(
+  coordinator: CoordinatorProcess,
+  fleet: Child[],
+  sink: ConduitSink,
+  tag: string,
+  jobs: number,
+): Promise<RunFigures> {
+  const client = new WebhookClient(coordinator.url, WEBHOOK_CONCURRENCY);
+  const queries = Array.from(
+    { length: jobs },
+    (_, i) => `/harbormaster?target=PHID-HMBT-${tag}x${i}&staging=${enc(STAGING)}&ref=refs/tags/phabricator/diff/${i + 1}`,
+  );
+  const before = sink.finals.size;
+  const cpu = new CpuMeter(coordinator.pid);
+  const fleetCpu = fleet.map((f) => new CpuMeter(f.pid));
+  const t0 = process.hrtime.bigint();
+  try {
+    await client.postAll(queries, WEBHOOK_CONCURRENCY);
+    const tIntake = process.hrtime.bigint();
+    const done = await sink.until(() => sink.finals.size - before >= jobs, RUN_TIMEOUT_MS);
+    const tEnd = process.hrtime.bigint();
+    const completed = sink.finals.size - before;
+    const seconds = Number(tEnd - t0) / 1e9;
+    if (!done) console.error(`   ${tag}: only ${completed} of ${jobs} jobs reported within ${RUN_TIMEOUT_MS} ms`);
+    return {
+      jobsPerS: completed / seconds,
+      intakePerS: jobs / (Number(tIntake - t0) / 1e9),
+      coordinatorCpu: cpu.lap(),
+      fleetCpu: fleetCpu.reduce((s, m) => s + m.lap(), 0),
+      completed,
+    };
+  } finally {
+    client.close();
+  }
+}
+
+export async function dispatchThroughput(): Promise<BenchResult> {
+  const t0 = performance.now();
+  const sink = await ConduitSink.start();
+  const scratch = new Scratch("throughput");
+  const runs: RunFigures[] = [];
+  const analysis: string[] = [];
+  try {
+    for (let run = 0; run <= RUNS; run++) {
+      const profiled = run === RUNS;
+      if (profiled && median(runs.map((r) => r.jobsPerS)) >= GOAL_JOBS_PER_S) break;
+      const coordinator = await startCoordinatorProcess({
+        dataDir: scratch.sub(`coordinator-${run}`),
+        conduit: { url: sink.url, token: SINK_TOKEN },
+        fdLimit: 65_536,
+      });
+      let fleet: Child[] = [];
+      try {
+        fleet = await startFleet({
+          wsUrl: coordinator.wsUrl,
+          count: AGENTS,
+          processes: FLEET_PROCESSES,
+          prefix: `tp${run}p`,
+          workDir: scratch.sub(`agents-${run}`),
+        });
+        await waitForAgents(coordinator.url, AGENTS, 60_000);
+        if (!profiled) {
+          const r = await drain(coordinator, fleet, sink, `tp${run}`, JOBS);
+          runs.push(r);
+          console.log(`   run ${run + 1}: ${fmt(r.jobsPerS)} jobs/s`);
+        } else {
+          const f = fleet;
+          const p = await profileCoordinator(
+            coordinator,
+            `Coordinator CPU profile over a further run of ${PROFILE_JOBS.toLocaleString("en-US")} jobs`,
+            async () => void (await drain(coordinator, f, sink, `tpprof`, PROFILE_JOBS)),
+          );
+          analysis.push(...p.lines);
+        }
+      } finally {
+        await Promise.all(fleet.map((f) => f.stop()));
+        await coordinator.child.stop();
+      }
+    }
+  } finally {
+    await sink.close();
+    scratch.cleanup();
+  }
+  const figures: Figure[] = [
+    {
+      name: "jobs per second, webhook to final Conduit message",
+      unit: "jobs/s",
+      values: runs.map((r) => r.jobsPerS),
+      goal: { op: ">=", value: GOAL_JOBS_PER_S },
+    },
+    { name: "intake alone (all 202s read back)", unit: "webhooks/s", values: runs.map((r) => r.intakePerS) },
+    { name: "coordinator CPU during the run", unit: "% of a core", values: runs.map((r) => r.coordinatorCpu) },
+    { name: "agent processes' CPU during the run", unit: "% of a core", values: runs.map((r) => r.fleetCpu) },
+  ];
+  const incomplete = runs.filter((r) => r.completed < JOBS);
+  return {
+    id: "dispatch-throughput",
+    title: "3. Dispatch throughput",
+    method: [
+      `A coordinator process (default settings) with Conduit reporting to a stub that accepts every call,`,
+      `${AGENTS} real agents (capacity 1, instant backend) in ${FLEET_PROCESSES} processes. This process posts`,
+      `${JOBS.toLocaleString("en-US")} webhooks, ${WEBHOOK_CONCURRENCY} in flight, while the agents drain the queue; the`,
+      "figure is jobs divided by the time from the first webhook to the last `pass` message reaching",
+      "Conduit, so it covers intake, queue, dispatch, accept, phases, log, finish and the outbox (two",
+      `Conduit calls per job). ${RUNS} runs, each with a fresh coordinator and agents. All processes share the`,
+      "machine's two cores with the stub and the webhook client.",
+    ],
+    figures,
+    notes:
+      incomplete.length > 0
+        ? [`${incomplete.length} run(s) did not finish within ${RUN_TIMEOUT_MS / 1000} s; their rate counts what was done.`]
+        : [],
+    analysis,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
