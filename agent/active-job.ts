@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import type { AgentMessage, JobFinishedMessage, JobSpec } from "../protocol/messages.js";
 import type { ContainerBackend } from "./container-backend.js";
 import type { SourceCheckout } from "./source-checkout.js";
@@ -13,7 +15,9 @@ export interface ActiveJobDeps {
   send: (msg: AgentMessage) => boolean;
   /** How often job.finished is repeated until the coordinator acknowledges it. */
   resendEveryMs: number;
-  streamer: Omit<LogStreamerOptions, "jobId" | "send">;
+  streamer: Omit<LogStreamerOptions, "jobId" | "send" | "spillPath">;
+  /** Where log bytes beyond the memory limit wait for acknowledgement. */
+  spoolDir: string;
   log: Logger;
 }
 
@@ -33,7 +37,11 @@ export class ActiveJob {
     readonly spec: JobSpec,
     private readonly deps: ActiveJobDeps,
   ) {
-    this.streamer = new LogStreamer({ ...deps.streamer, jobId: id, send: (m) => deps.send(m) });
+    const spillPath = join(
+      deps.spoolDir,
+      `job-${id.replace(/[^A-Za-z0-9]/g, "_")}-${randomBytes(3).toString("hex")}.log`,
+    );
+    this.streamer = new LogStreamer({ ...deps.streamer, jobId: id, spillPath, send: (m) => deps.send(m) });
   }
 
   run(): void {

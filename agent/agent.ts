@@ -49,6 +49,7 @@ export class Agent {
     if (removed > 0) this.log.info(`removed ${removed} leftover container(s) of an earlier run`);
     // Nothing runs yet, so every workspace here belongs to a job of an earlier life.
     await rm(join(this.config.workDir, "workspaces"), { recursive: true, force: true });
+    await rm(join(this.config.workDir, "spool"), { recursive: true, force: true });
     this.connect();
   }
 
@@ -201,7 +202,12 @@ export class Agent {
       backend: this.backend,
       send: (m) => this.send(m),
       resendEveryMs: welcome.heartbeatIntervalMs,
-      streamer: { ...this.streamerTiming(welcome), highWaterBytes: this.config.logHighWaterBytes },
+      streamer: {
+        ...this.streamerTiming(welcome),
+        memoryBytes: this.config.logMemoryBytes,
+        spillBytes: this.config.logSpillBytes,
+      },
+      spoolDir: join(this.config.workDir, "spool"),
       log: this.log,
     });
     this.jobs.set(msg.jobId, job);

@@ -13,11 +13,16 @@ export interface AgentConfig {
   /** Path of the Docker engine socket. */
   dockerSocket: string;
   reconnect: BackoffOptions;
-  /** Unacknowledged log bytes per job before the container's output is held back. */
-  logHighWaterBytes: number;
+  /** Unacknowledged log bytes per job kept in memory. */
+  logMemoryBytes: number;
+  /** Unacknowledged log bytes per job spilled to disk before the container's output is held back. */
+  logSpillBytes: number;
 }
 
 /** 1 s .. 60 s: quick after a blip, gentle on a coordinator that is down for a while. */
 export const DEFAULT_RECONNECT: BackoffOptions = Object.freeze({ baseMs: 1_000, capMs: 60_000 });
-export const DEFAULT_LOG_HIGH_WATER_BYTES = 8 * 1024 * 1024;
+/** Enough for several seconds of fast output at the coordinator's pace. */
+export const DEFAULT_LOG_MEMORY_BYTES = 8 * 1024 * 1024;
+/** Rides out a coordinator outage of minutes even for chatty jobs. */
+export const DEFAULT_LOG_SPILL_BYTES = 1024 * 1024 * 1024;
 export const DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock";

@@ -1,34 +1,32 @@
 import { createHash, type Hash } from "node:crypto";
 import { Writable } from "node:stream";
 import type { JobLogMessage } from "../protocol/messages.js";
+import { UnackedBytes } from "./unacked-bytes.js";
 
 export interface LogStreamerOptions {
   jobId: string;
   maxChunkBytes: number;
   maxLogBytes: number;
   flushIntervalMs: number;
-  /** Unacked bytes above which writers are held back (backpressure instead of buffering). */
-  highWaterBytes: number;
+  /** Unacknowledged bytes kept in memory; more go to the spill file. */
+  memoryBytes: number;
+  /** Unacknowledged bytes the spill file may hold; beyond it writers wait (backpressure). */
+  spillBytes: number;
+  spillPath: string;
   /** Sends a frame; returns false when there is no connection (the bytes stay buffered). */
   send: (msg: JobLogMessage) => boolean;
-}
-
-/** Bytes from `ackedOffset` on that the coordinator has not yet acknowledged. */
-interface Pending {
-  buffers: Buffer[];
-  bytes: number;
 }
 
 /**
  * The job log as the agent keeps it: every byte written gets an offset; bytes are sent in chunks of
  * at most `maxChunkBytes` and kept until the coordinator acknowledges them, so they can be resent
- * after a reconnect or a rewind. Writers wait while too many bytes are unacknowledged.
+ * after a reconnect or a rewind (in memory, spilled to disk beyond a limit). Writers wait only
+ * when the spill file is full too.
  */
 export class LogStreamer {
   readonly writable: Writable;
-  private readonly pending: Pending = { buffers: [], bytes: 0 };
+  private readonly unacked: UnackedBytes;
   private readonly hash: Hash = createHash("sha256");
-  private ackedOffset = 0;
   private sentOffset = 0;
   private total = 0;
   private truncated = false;
@@ -37,6 +35,11 @@ export class LogStreamer {
   private drained: (() => void) | null = null;
 
   constructor(private opts: LogStreamerOptions) {
+    this.unacked = new UnackedBytes({
+      memoryBytes: opts.memoryBytes,
+      spillBytes: opts.spillBytes,
+      spillPath: opts.spillPath,
+    });
     this.writable = new Writable({
       highWaterMark: opts.maxChunkBytes,
       write: (chunk: Buffer, _enc, cb) => this.append(chunk, cb),
@@ -53,7 +56,7 @@ export class LogStreamer {
   }
 
   get acked(): number {
-    return this.ackedOffset;
+    return this.unacked.acked;
   }
 
   /** Writes agent-side text (phase banners, git output) into the log. */
@@ -73,14 +76,13 @@ export class LogStreamer {
       }
     }
     if (data.length > 0) {
-      this.pending.buffers.push(data);
-      this.pending.bytes += data.length;
+      this.unacked.append(data);
       this.total += data.length;
       this.hash.update(data);
     }
     if (this.total - this.sentOffset >= this.opts.maxChunkBytes) this.flush();
     else this.arm();
-    if (this.pending.bytes > this.opts.highWaterBytes) this.held = () => cb();
+    if (this.unacked.full) this.held = () => cb();
     else cb();
   }
 
@@ -99,7 +101,8 @@ export class LogStreamer {
       this.timer = null;
     }
     while (this.sentOffset < this.total) {
-      const chunk = this.slice(this.sentOffset, this.opts.maxChunkBytes);
+      const chunk = this.unacked.slice(this.sentOffset, this.opts.maxChunkBytes);
+      if (chunk.length === 0) return;
       const ok = this.opts.send({
         type: "job.log",
         jobId: this.opts.jobId,
@@ -111,55 +114,23 @@ export class LogStreamer {
     }
   }
 
-  /** Bytes [from, from + max) out of the pending buffers; `from` is at least ackedOffset. */
-  private slice(from: number, max: number): Buffer {
-    const parts: Buffer[] = [];
-    let pos = this.ackedOffset;
-    let want = max;
-    for (const b of this.pending.buffers) {
-      if (want <= 0) break;
-      const end = pos + b.length;
-      if (end > from) {
-        const start = Math.max(0, from - pos);
-        const piece = b.subarray(start, Math.min(b.length, start + want));
-        parts.push(piece);
-        want -= piece.length;
-      }
-      pos = end;
-    }
-    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
-  }
-
   /** The coordinator made bytes up to `offset` durable. */
   ack(offset: number): void {
-    if (offset <= this.ackedOffset) return;
-    let drop = Math.min(offset, this.total) - this.ackedOffset;
-    while (drop > 0 && this.pending.buffers.length > 0) {
-      const head = this.pending.buffers[0] as Buffer;
-      if (head.length <= drop) {
-        this.pending.buffers.shift();
-        drop -= head.length;
-        this.pending.bytes -= head.length;
-      } else {
-        this.pending.buffers[0] = head.subarray(drop);
-        this.pending.bytes -= drop;
-        drop = 0;
-      }
-    }
-    this.ackedOffset = Math.min(offset, this.total);
-    if (this.sentOffset < this.ackedOffset) this.sentOffset = this.ackedOffset;
-    if (this.held && this.pending.bytes <= this.opts.highWaterBytes) {
+    if (offset <= this.unacked.acked) return;
+    this.unacked.ack(offset);
+    if (this.sentOffset < this.unacked.acked) this.sentOffset = this.unacked.acked;
+    if (this.held && !this.unacked.full) {
       const release = this.held;
       this.held = null;
       release();
     }
-    if (this.drained && this.ackedOffset === this.total) this.drained();
+    if (this.drained && this.unacked.acked === this.total) this.drained();
   }
 
   /** Resend from `offset` (a gap on the coordinator, or a reconnect). */
   rewind(offset: number): void {
     this.ack(offset);
-    this.sentOffset = Math.max(this.ackedOffset, Math.min(offset, this.total));
+    this.sentOffset = Math.max(this.unacked.acked, Math.min(offset, this.total));
     this.flush();
   }
 
@@ -167,7 +138,7 @@ export class LogStreamer {
   async finish(): Promise<{ totalBytes: number; sha256: string }> {
     await new Promise<void>((resolve) => this.writable.end(resolve));
     this.flush();
-    if (this.ackedOffset < this.total) {
+    if (this.unacked.acked < this.total) {
       await new Promise<void>((resolve) => {
         this.drained = resolve;
       });
@@ -179,6 +150,7 @@ export class LogStreamer {
   dispose(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.unacked.dispose();
     const waiters = [this.held, this.drained];
     this.held = null;
     this.drained = null;

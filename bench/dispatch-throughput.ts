@@ -8,7 +8,13 @@ import { ConduitSink, SINK_TOKEN } from "./lib/conduit-sink.js";
 import { profileCoordinator } from "./lib/profiling.js";
 import { CpuMeter } from "./lib/procfs.js";
 import type { BenchResult, Figure } from "./lib/report.js";
-import { Scratch, startCoordinatorProcess, startFleet, waitForAgents, type CoordinatorProcess } from "./lib/stack.js";
+import {
+  Scratch,
+  startCoordinatorProcess,
+  startFleet,
+  waitForAgents,
+  type CoordinatorProcess,
+} from "./lib/stack.js";
 import { fmt, median } from "./lib/stats.js";
 import { enc, WebhookClient } from "./lib/webhook-client.js";
 
@@ -40,7 +46,8 @@ async function drain(
   const client = new WebhookClient(coordinator.url, WEBHOOK_CONCURRENCY);
   const queries = Array.from(
     { length: jobs },
-    (_, i) => `/harbormaster?target=PHID-HMBT-${tag}x${i}&staging=${enc(STAGING)}&ref=refs/tags/phabricator/diff/${i + 1}`,
+    (_, i) =>
+      `/harbormaster?target=PHID-HMBT-${tag}x${i}&staging=${enc(STAGING)}&ref=refs/tags/phabricator/diff/${i + 1}`,
   );
   const before = sink.finals.size;
   const cpu = new CpuMeter(coordinator.pid);
@@ -53,7 +60,8 @@ async function drain(
     const tEnd = process.hrtime.bigint();
     const completed = sink.finals.size - before;
     const seconds = Number(tEnd - t0) / 1e9;
-    if (!done) console.error(`   ${tag}: only ${completed} of ${jobs} jobs reported within ${RUN_TIMEOUT_MS} ms`);
+    if (!done)
+      console.error(`   ${tag}: only ${completed} of ${jobs} jobs reported within ${RUN_TIMEOUT_MS} ms`);
     return {
       jobsPerS: completed / seconds,
       intakePerS: jobs / (Number(tIntake - t0) / 1e9),
@@ -121,7 +129,11 @@ export async function dispatchThroughput(): Promise<BenchResult> {
       goal: { op: ">=", value: GOAL_JOBS_PER_S },
     },
     { name: "intake alone (all 202s read back)", unit: "webhooks/s", values: runs.map((r) => r.intakePerS) },
-    { name: "coordinator CPU during the run", unit: "% of a core", values: runs.map((r) => r.coordinatorCpu) },
+    {
+      name: "coordinator CPU during the run",
+      unit: "% of a core",
+      values: runs.map((r) => r.coordinatorCpu),
+    },
     { name: "agent processes' CPU during the run", unit: "% of a core", values: runs.map((r) => r.fleetCpu) },
   ];
   const incomplete = runs.filter((r) => r.completed < JOBS);
@@ -140,7 +152,9 @@ export async function dispatchThroughput(): Promise<BenchResult> {
     figures,
     notes:
       incomplete.length > 0
-        ? [`${incomplete.length} run(s) did not finish within ${RUN_TIMEOUT_MS / 1000} s; their rate counts what was done.`]
+        ? [
+            `${incomplete.length} run(s) did not finish within ${RUN_TIMEOUT_MS / 1000} s; their rate counts what was done.`,
+          ]
         : [],
     analysis,
     seconds: (performance.now() - t0) / 1000,

@@ -4,7 +4,8 @@ import { Command } from "commander";
 import Conf from "conf";
 import {
   DEFAULT_DOCKER_SOCKET,
-  DEFAULT_LOG_HIGH_WATER_BYTES,
+  DEFAULT_LOG_MEMORY_BYTES,
+  DEFAULT_LOG_SPILL_BYTES,
   DEFAULT_RECONNECT,
   type AgentConfig,
 } from "../agent/config.js";
@@ -84,7 +85,8 @@ export function agentConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEn
     workDir,
     dockerSocket: r.string("dockerSocket", "PDCI_DOCKER_SOCKET", DEFAULT_DOCKER_SOCKET),
     reconnect: reconnectBackoff(r.seconds("reconnectMax", "PDCI_RECONNECT_MAX", DEFAULT_RECONNECT.capMs)),
-    logHighWaterBytes: DEFAULT_LOG_HIGH_WATER_BYTES,
+    logMemoryBytes: DEFAULT_LOG_MEMORY_BYTES,
+    logSpillBytes: DEFAULT_LOG_SPILL_BYTES,
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
   config.name = agentName(given, workDir);

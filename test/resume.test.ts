@@ -48,7 +48,8 @@ test("connection cut mid-job and restored: the job finishes once with a complete
   );
   const proxy = await TcpProxy.start(c.port);
   t.after(() => proxy.close());
-  const agent = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`);
+  // A small memory limit makes the bytes written during the cut spill to disk.
+  const agent = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`, { logMemoryBytes: 64 * 1024 });
   await waitFor("agent connected", () => agent.connected);
 
   conduit.addTarget({ phid: "PHID-HMBT-resume" });

@@ -89,7 +89,8 @@ export async function startTestAgent(
     workDir,
     dockerSocket: "/var/run/docker.sock",
     reconnect: { baseMs: 50, capMs: 300 },
-    logHighWaterBytes: 8 * 1024 * 1024,
+    logMemoryBytes: 8 * 1024 * 1024,
+    logSpillBytes: 256 * 1024 * 1024,
     ...over,
   };
   const agent = new Agent(
