@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { AgentMessage, JobFinishedMessage, JobSpec } from "../protocol/messages.js";
-import type { ContainerBackend } from "./container-backend.js";
+import { CancelReason, type ContainerBackend } from "./container-backend.js";
 import type { SourceCheckout } from "./source-checkout.js";
 import { runJob } from "./job-runner.js";
 import { LogStreamer, type LogStreamerOptions } from "./log-streamer.js";
@@ -31,6 +31,7 @@ export class ActiveJob {
   private finished: JobFinishedMessage | null = null;
   private resendTimer: NodeJS.Timeout | null = null;
   private done = false;
+  private hasEnded = false;
 
   constructor(
     readonly id: string,
@@ -42,6 +43,11 @@ export class ActiveJob {
       `job-${id.replace(/[^A-Za-z0-9]/g, "_")}-${randomBytes(3).toString("hex")}.log`,
     );
     this.streamer = new LogStreamer({ ...deps.streamer, jobId: id, spillPath, send: (m) => deps.send(m) });
+  }
+
+  /** The container has ended (the outcome is known), even if the log is not all acknowledged. */
+  get ended(): boolean {
+    return this.hasEnded;
   }
 
   run(): void {
@@ -60,6 +66,7 @@ export class ActiveJob {
       signal: this.abort.signal,
       phase: (phase) => this.deps.send({ type: "job.phase", jobId: this.id, phase }),
     });
+    this.hasEnded = true;
     const { totalBytes, sha256 } = await this.streamer.finish();
     if (this.done) return;
     this.finished = { type: "job.finished", jobId: this.id, ...outcome, totalBytes, sha256 };
@@ -83,7 +90,7 @@ export class ActiveJob {
   cancel(reason: string, graceMs: number): void {
     if (this.abort.signal.aborted) return;
     this.deps.log.warn(`job ${this.id}: cancel (${reason}), grace ${graceMs} ms`);
-    this.abort.abort(reason);
+    this.abort.abort(new CancelReason(reason, graceMs));
   }
 
   /** The coordinator acknowledged the result; returns false if there was none to acknowledge. */
@@ -95,7 +102,8 @@ export class ActiveJob {
 
   /** Stops the job without reporting (the coordinator no longer expects it). */
   abandon(): void {
-    this.abort.abort("abandoned");
+    // Nobody waits for this job's result any more, so there is no point in a grace period.
+    this.abort.abort(new CancelReason("abandoned", 0));
     this.dispose();
   }
 

@@ -19,6 +19,12 @@ import { LABEL_AGENT } from "./job-runner.js";
 import type { Logger } from "./logger.js";
 
 export const AGENT_VERSION = "0.1.0";
+/** Heartbeat intervals without a pong before the socket is considered dead. */
+const PONG_MISSES = 3;
+/** How often the agent checks whether its leases are about to run out. */
+const FENCE_CHECK_MS = 200;
+/** Time allowed for killing fenced containers before the coordinator's lease runs out. */
+const MAX_KILL_BUDGET_MS = 2_000;
 
 /**
  * The agent's side of the protocol: dials the coordinator, says hello, runs offered jobs up to its
@@ -30,6 +36,10 @@ export class Agent {
   private welcome: WelcomeMessage | null = null;
   private readonly jobs = new Map<string, ActiveJob>();
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  private fenceTimer: NodeJS.Timeout | null = null;
+  /** The last welcome's timing, kept across disconnects for fencing. */
+  private lastWelcome: WelcomeMessage | null = null;
+  private lastPongAt = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private attempt = 0;
   private stopped = false;
@@ -50,6 +60,7 @@ export class Agent {
     // Nothing runs yet, so every workspace here belongs to a job of an earlier life.
     await rm(join(this.config.workDir, "workspaces"), { recursive: true, force: true });
     await rm(join(this.config.workDir, "spool"), { recursive: true, force: true });
+    this.fenceTimer = setInterval(() => this.fence(), FENCE_CHECK_MS);
     this.connect();
   }
 
@@ -70,6 +81,7 @@ export class Agent {
     });
     this.ws = ws;
     ws.on("open", () => this.hello());
+    ws.on("pong", () => (this.lastPongAt = Date.now()));
     ws.on("message", (data, isBinary) => {
       if (isBinary) return;
       const parsed = parseCoordinatorMessage(data.toString());
@@ -152,6 +164,7 @@ export class Agent {
 
   private welcomed(msg: WelcomeMessage): void {
     this.welcome = msg;
+    this.lastWelcome = msg;
     this.attempt = 0;
     this.log.info(`connected to ${this.config.url} as ${this.config.name}`);
     for (const c of msg.cancel) {
@@ -167,11 +180,46 @@ export class Agent {
       const resumed = msg.resumed.find((r) => r.jobId === job.id);
       job.resume(resumed ? resumed.ackedOffset : job.streamer.acked);
     }
+    this.lastPongAt = Date.now();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = setInterval(
-      () => this.send({ type: "heartbeat", running: [...this.jobs.keys()] }),
-      msg.heartbeatIntervalMs,
-    );
+    this.heartbeatTimer = setInterval(() => this.beat(msg.heartbeatIntervalMs), msg.heartbeatIntervalMs);
+    this.notifyIdle();
+  }
+
+  /** Heartbeat (renews our jobs' leases) and a ping, so a half-open socket is noticed and replaced. */
+  private beat(intervalMs: number): void {
+    const now = Date.now();
+    this.send({ type: "heartbeat", running: [...this.jobs.keys()] });
+    if (now - this.lastPongAt > PONG_MISSES * intervalMs) {
+      this.log.warn("the coordinator stopped answering pings; reconnecting");
+      this.ws?.terminate();
+    } else {
+      this.ws?.ping();
+    }
+  }
+
+  /**
+   * Fencing: the coordinator declares our jobs lost one lease after the last heartbeat it got, and
+   * runs them elsewhere. So shortly before we have been cut off that long (leaving time to kill the
+   * containers), jobs still running here are stopped, and a job never runs twice at the same time. Jobs that already ended keep their
+   * result and report it when the connection returns.
+   */
+  private fence(): void {
+    const welcome = this.lastWelcome;
+    if (!welcome) return;
+    // A pong proves the coordinator got everything sent before the ping, heartbeats included; it
+    // also covers a half-open socket that still looks connected here.
+    const killBudget = Math.min(MAX_KILL_BUDGET_MS, welcome.leaseMs / 4);
+    const deadline = this.lastPongAt + welcome.leaseMs - welcome.heartbeatIntervalMs - killBudget;
+    if (Date.now() < deadline) return;
+    for (const job of [...this.jobs.values()]) {
+      if (job.ended) continue;
+      this.log.warn(
+        `job ${job.id}: no contact with the coordinator for a lease; stopping it (it runs elsewhere now)`,
+      );
+      job.abandon();
+      this.jobs.delete(job.id);
+    }
     this.notifyIdle();
   }
 
@@ -247,6 +295,7 @@ export class Agent {
     this.stopped = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.fenceTimer) clearInterval(this.fenceTimer);
     for (const job of this.jobs.values()) job.abandon();
     this.ws?.close(1000, "agent stopping");
   }

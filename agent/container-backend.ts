@@ -5,6 +5,21 @@
 import type { Writable } from "node:stream";
 import type { JobLimits } from "../protocol/messages.js";
 
+/**
+ * The reason given to a job's AbortController: a cancel with its own grace period (the
+ * coordinator's job.cancel carries one; a fenced job gets none).
+ */
+export class CancelReason {
+  constructor(
+    readonly message: string,
+    readonly graceMs: number,
+  ) {}
+
+  toString(): string {
+    return this.message;
+  }
+}
+
 export interface BuildRequest {
   jobId: string;
   /** The build context as a tar stream. */

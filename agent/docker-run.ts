@@ -4,7 +4,7 @@
  */
 import type Dockerode from "dockerode";
 import { PdciError, errorMessage } from "../protocol/errors.js";
-import type { RunOutcome, RunRequest } from "./container-backend.js";
+import { CancelReason, type RunOutcome, type RunRequest } from "./container-backend.js";
 import { pipeDemuxed } from "./docker-demux.js";
 
 /** setTimeout fires at once for delays above this (about 24.8 days). */
@@ -59,9 +59,9 @@ async function attachAndWait(container: Dockerode.Container, req: RunRequest): P
   let cancelled = false;
   let stopping: Promise<void> | undefined;
   // `docker stop`: the stop signal (SIGTERM by default), then SIGKILL after the grace period.
-  const stop = (): void => {
+  const stop = (graceMs: number): void => {
     stopping ??= container
-      .stop({ t: Math.max(0, Math.ceil(req.graceMs / 1000)) })
+      .stop({ t: Math.max(0, Math.ceil(graceMs / 1000)) })
       .catch(() => container.kill()) // the usual failure: it exited by itself in the meantime
       .then(
         () => undefined,
@@ -70,7 +70,8 @@ async function attachAndWait(container: Dockerode.Container, req: RunRequest): P
   };
   const onAbort = (): void => {
     if (!timedOut) cancelled = true;
-    stop();
+    const reason: unknown = req.signal.reason;
+    stop(reason instanceof CancelReason ? reason.graceMs : req.graceMs);
   };
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -84,7 +85,7 @@ async function attachAndWait(container: Dockerode.Container, req: RunRequest): P
     timer = setTimeout(
       () => {
         if (!cancelled) timedOut = true;
-        stop();
+        stop(req.graceMs);
       },
       Math.min(req.timeoutMs, MAX_TIMER_MS),
     );

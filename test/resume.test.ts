@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { test } from "node:test";
+import { LABEL_AGENT, LABEL_JOB } from "../agent/job-runner.js";
 import { ensureBaseImage, requireDocker } from "./helpers/docker-images.js";
 import { makeStagingRepo, shellDiff } from "./helpers/staging-repo.js";
 import {
@@ -14,6 +15,7 @@ import {
   waitFor,
   waitForJob,
   webhook,
+  wsUrl,
 } from "./helpers/stack.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
 
@@ -91,4 +93,53 @@ test("connection cut mid-job and restored: the job finishes once with a complete
   const expected = expectedOutput();
   assert.equal(output.length, expected.length, "byte count of the container's output");
   assert.equal(sha(output), sha(expected), "SHA-256 of the container's output");
+});
+
+test("cut off longer than the lease: the job runs elsewhere and the old agent stops its copy", async (t) => {
+  const docker = await requireDocker();
+  const base = await ensureBaseImage();
+  const staging = makeStagingRepo(t, { 1: shellDiff(base, "echo begin\nsleep 4\necho end\n") });
+  const conduit = await startFakeConduit(t);
+  const c = await startTestCoordinator(
+    t,
+    coordinatorTestConfig(tempDir(t, "pdci-coord-"), { conduit: conduitConfig(conduit) }),
+  );
+  const proxy = await TcpProxy.start(c.port);
+  t.after(() => proxy.close());
+  const cutOff = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`, { name: "far" });
+  await waitFor("far agent connected", () => cutOff.connected);
+  conduit.addTarget({ phid: "PHID-HMBT-fenced" });
+  const res = await webhook(
+    c.url,
+    `/harbormaster?target=PHID-HMBT-fenced&staging=${staging}&ref=refs/tags/phabricator/diff/1`,
+  );
+  const id = Number(res.body["jobId"]);
+  for (let i = 0; i < 1500; i++) {
+    const j = await getJson(`${c.url}/api/jobs/${id}`);
+    if (j["phase"] === "running" && Number(j["logBytes"]) > 0) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const near = await startTestAgent(t, wsUrl(c.url), { name: "near" });
+  await waitFor("near agent connected", () => near.connected);
+  proxy.cut();
+
+  const running = async (agentName: string) =>
+    (
+      await docker.listContainers({
+        filters: { label: [`${LABEL_JOB}=${id}`, `${LABEL_AGENT}=${agentName}`], status: ["running"] },
+      })
+    ).length;
+  // From the moment the near agent starts the job, the far one must no longer run it.
+  await waitFor("job started on the near agent", () => near.runningJobs > 0, 20_000);
+  assert.equal(await running("far"), 0, "the cut-off agent stopped its copy before the lease ran out");
+
+  proxy.restore();
+  const job = await waitForJob(c.url, id, 60_000);
+  assert.equal(job["result"], "pass");
+  assert.equal(job["agent"], "near");
+  await new Promise((r) => setTimeout(r, 1_000));
+  assert.deepEqual(
+    conduit.messages("PHID-HMBT-fenced").map((m) => m.type),
+    ["work", "pass"],
+  );
 });

@@ -3,14 +3,19 @@
  * by line, and stopped by their own PID (SIGTERM, then SIGKILL after a grace period).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 /** dist/ of this checkout (this file is dist/bench/lib/child.js once compiled). */
 export const DIST = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-/** The checkout itself. */
-export const REPO = resolve(DIST, "..");
+/** The checkout itself: the nearest directory above dist/ with the package manifest. */
+export const REPO = ((): string => {
+  let dir = resolve(DIST, "..");
+  for (let i = 0; i < 8 && !existsSync(join(dir, "package.json")); i++) dir = resolve(dir, "..");
+  return dir;
+})();
 /** The command line entry point. */
 export const CLI = join(DIST, "bin", "phab-dock-ci.js");
 

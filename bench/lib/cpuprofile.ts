@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { SourceMap, type SourceMapPayload } from "node:module";
 import { dirname, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { REPO } from "./child.js";
+import { DIST, REPO } from "./child.js";
 
 interface ProfileNode {
   id: number;
@@ -61,12 +61,12 @@ function area(url: string, name: string): string {
   if (name === "(program)") return "V8/native (program)";
   if (url === "") return "native";
   if (url.startsWith("node:")) return "Node internals";
+  const ours = url.startsWith("file://") ? relative(DIST, fileURLToPath(url)) : "..";
+  if (!ours.startsWith("..")) return `ours: ${ours.split("/")[0] ?? "?"}/`;
   if (url.includes("/node_modules/")) {
     const m = /\/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
     return `dependency ${m?.[1] ?? "?"}`;
   }
-  const m = /\/dist\/([^/]+)\//.exec(url);
-  if (m) return `ours: ${m[1]}/`;
   return "other";
 }
 
@@ -82,8 +82,10 @@ function location(url: string, line: number, column: number): string {
       : entry.originalSource;
     return `${relative(REPO, resolve(dirname(file), src))}:${(entry.originalLine ?? 0) + 1}`;
   }
-  const rel = relative(REPO, file);
-  return `${rel.startsWith("..") ? file.replace(/^.*\/node_modules\//, "node_modules/") : rel}:${line + 1}`;
+  const rel = file.includes("/node_modules/")
+    ? file.replace(/^.*\/node_modules\//, "node_modules/")
+    : relative(REPO, file);
+  return `${rel}:${line + 1}`;
 }
 
 /** Native frames have no URL; they are described through their nearest JavaScript callers. */

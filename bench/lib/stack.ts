@@ -8,7 +8,7 @@ import { getJson } from "./webhook-client.js";
 
 export const AGENT_TOKEN = "bench-agent-token-0123456789abcdef";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A temporary directory removed by `cleanup()`. */
 export class Scratch {
@@ -22,6 +22,10 @@ export class Scratch {
     const d = join(this.dir, name);
     mkdirSync(d, { recursive: true });
     return d;
+  }
+
+  cleanupSub(name: string): void {
+    rmSync(join(this.dir, name), { recursive: true, force: true });
   }
 
   cleanup(): void {

@@ -77,7 +77,7 @@ export async function startCoordinatorProc(t: TestContext, o: CoordinatorProcOpt
     "--public-url",
     "http://ci.example.test",
   ];
-  args.push("--lease", String(o.leaseSeconds ?? 2), "--heartbeat-interval", "0.2", "--poll-interval", "0.5");
+  args.push("--lease", String(o.leaseSeconds ?? 5), "--heartbeat-interval", "0.2", "--poll-interval", "0.5");
   args.push("--retries", String(o.retries ?? 1), "--job-timeout", String(o.jobTimeoutSeconds ?? 120));
   args.push("--conduit-timeout", "1", "--conduit-retry-max", "0.5");
   const env: Record<string, string> = { PDCI_AGENT_TOKEN: AGENT_TOKEN, PDCI_API_TOKEN: API_TOKEN };
