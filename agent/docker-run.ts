@@ -18,6 +18,9 @@ export function destroyStream(stream: unknown): void {
   }
 }
 
+const REMOVE_ATTEMPTS = 5;
+const REMOVE_RETRY_MS = 200;
+
 export async function runContainer(docker: Dockerode, req: RunRequest): Promise<RunOutcome> {
   if (req.signal.aborted) return { exitCode: null, timedOut: false, cancelled: true, containerId: "" };
   let container: Dockerode.Container;
@@ -47,7 +50,20 @@ export async function runContainer(docker: Dockerode, req: RunRequest): Promise<
   try {
     return await attachAndWait(container, req);
   } finally {
-    await container.remove({ force: true }).catch(() => undefined);
+    await removeContainer(container);
+  }
+}
+
+/** Removal can fail transiently (an unmount still busy); what stays is removed at the next start. */
+async function removeContainer(container: Dockerode.Container): Promise<void> {
+  for (let attempt = 0; attempt < REMOVE_ATTEMPTS; attempt++) {
+    try {
+      await container.remove({ force: true });
+      return;
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return;
+      await new Promise((r) => setTimeout(r, REMOVE_RETRY_MS));
+    }
   }
 }
 

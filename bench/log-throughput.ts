@@ -14,7 +14,13 @@ import { profileCoordinator, profileDir, profileFiles } from "./lib/profiling.js
 import { peakRssBytes, RssSampler } from "./lib/procfs.js";
 import type { BenchResult, Figure } from "./lib/report.js";
 import { diffRef, makeStaging, type Files } from "./lib/staging.js";
-import { Scratch, sleep, startCliAgent, startCoordinatorProcess, type CoordinatorProcess } from "./lib/stack.js";
+import {
+  Scratch,
+  sleep,
+  startCliAgent,
+  startCoordinatorProcess,
+  type CoordinatorProcess,
+} from "./lib/stack.js";
 import { fmt, median } from "./lib/stats.js";
 import { enc, WebhookClient } from "./lib/webhook-client.js";
 
@@ -144,7 +150,9 @@ async function streamOnce(
       if (written[0]) {
         const file = join(agentProfiles, written[0]);
         profileFiles.push(file);
-        analysis.push(...profileMarkdown("Agent CPU profile of the same run (node --cpu-prof)", summarizeProfile(file)));
+        analysis.push(
+          ...profileMarkdown("Agent CPU profile of the same run (node --cpu-prof)", summarizeProfile(file)),
+        );
       }
     }
   }
@@ -152,7 +160,9 @@ async function streamOnce(
 
 /** The same container through the docker CLI to /dev/null: what the engine's attach path gives. */
 function dockerCliRate(contextDir: string, tag: string): number {
-  execFileSync(DOCKER, ["build", "-q", "-t", tag, contextDir], { env: { ...process.env, DOCKER_BUILDKIT: "0" } });
+  execFileSync(DOCKER, ["build", "-q", "-t", tag, contextDir], {
+    env: { ...process.env, DOCKER_BUILDKIT: "0" },
+  });
   try {
     const t0 = performance.now();
     execFileSync("bash", ["-c", `"${DOCKER}" run --rm --log-driver none "${tag}" > /dev/null`]);

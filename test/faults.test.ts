@@ -101,8 +101,18 @@ async function jobWhere(
   }
 }
 
+/** The whole log, page by page as a client of the log API reads it. */
 async function log(s: Stack, id: number): Promise<Buffer> {
-  return Buffer.from(await (await fetch(`${s.url}/api/jobs/${id}/log`)).arrayBuffer());
+  const parts: Buffer[] = [];
+  let offset = 0;
+  for (let page = 0; page < 1000; page++) {
+    const res = await fetch(`${s.url}/api/jobs/${id}/log?offset=${offset}`);
+    const body = Buffer.from(await res.arrayBuffer());
+    parts.push(body);
+    offset += body.length;
+    if (offset >= Number(res.headers.get("x-log-length")) || body.length === 0) break;
+  }
+  return Buffer.concat(parts);
 }
 
 /** The container's own output inside the job log (between the runner's banners). */
@@ -114,7 +124,9 @@ function containerOutput(logBytes: Buffer): Buffer {
 }
 
 async function leftovers(docker: Dockerode, id: number): Promise<number> {
-  return (await docker.listContainers({ all: true, filters: { label: [`${LABEL_JOB}=${id}`] } })).length;
+  const list = await docker.listContainers({ all: true, filters: { label: [`${LABEL_JOB}=${id}`] } });
+  for (const c of list) console.error("leftover", c.Id, c.State, c.Status, JSON.stringify(c.Labels));
+  return list.length;
 }
 
 /** Exactly one final message, of the expected type, and nothing after it. */
@@ -184,10 +196,12 @@ test("agent killed -9 mid-job, no retries left: the job fails with the reason, o
 });
 
 test("coordinator killed -9 mid-log and restarted: the job resumes, the log is complete", async (t) => {
-  const s = await stack(t, { 1: spewScript(30, 5000, 0.1) });
+  const s = await stack(t, { 1: spewScript(30, 5000, 0.1), 2: "echo queued-job-ran\n" });
   await agent(t, s, "agent-a");
   const id = await submit(s, "PHID-HMBT-killcoord", 1);
   await jobWhere(s, id, "streaming", (j) => Number(j["logBytes"]) > 100_000);
+  // A second job waits in the queue behind the first (one slot) when the coordinator dies.
+  const queued = await submit(s, "PHID-HMBT-killcoordq", 2);
   await s.coordinator.kill9();
   await new Promise((r) => setTimeout(r, 700));
   s.coordinator = await restartCoordinator(t, s);
@@ -202,6 +216,25 @@ test("coordinator killed -9 mid-log and restarted: the job resumes, the log is c
   const expected = spewOutput(30, 5000);
   assert.equal(out.length, Buffer.byteLength(expected));
   assert.equal(sha(out), sha(expected));
+  assert.equal(
+    (await waitForJob(s.url, queued, 60_000))["result"],
+    "pass",
+    "the queued job ran after the restart",
+  );
+  await assertOneFinal(s, "PHID-HMBT-killcoordq", "pass");
+});
+
+test("a job that spews output as fast as it can: every byte arrives, in order", async (t) => {
+  const size = 50_000_000;
+  const s = await stack(t, { 1: `yes abcdefghij | head -c ${size}\n` });
+  await agent(t, s, "agent-a");
+  const id = await submit(s, "PHID-HMBT-spew", 1);
+  const job = await waitForJob(s.url, id, 120_000);
+  assert.equal(job["result"], "pass");
+  await assertOneFinal(s, "PHID-HMBT-spew", "pass");
+  const out = containerOutput(await log(s, id));
+  assert.equal(out.length, size);
+  assert.equal(sha(out), sha("abcdefghij\n".repeat(Math.ceil(size / 11)).slice(0, size)));
 });
 
 test("job ends while the coordinator is down: result and log arrive after its restart", async (t) => {

@@ -39,61 +39,66 @@ function expectedOutput(): Buffer {
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
-test("connection cut mid-job and restored: the job finishes once with a complete log", async (t) => {
-  await requireDocker();
-  const base = await ensureBaseImage();
-  const staging = makeStagingRepo(t, { 1: shellDiff(base, SCRIPT) });
-  const conduit = await startFakeConduit(t);
-  const c = await startTestCoordinator(
-    t,
-    coordinatorTestConfig(tempDir(t, "pdci-coord-"), { conduit: conduitConfig(conduit) }),
-  );
-  const proxy = await TcpProxy.start(c.port);
-  t.after(() => proxy.close());
-  // A small memory limit makes the bytes written during the cut spill to disk.
-  const agent = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`, { logMemoryBytes: 64 * 1024 });
-  await waitFor("agent connected", () => agent.connected);
+for (const side of ["server", "agent"] as const) {
+  test(`connection cut from the ${side} side mid-job and restored: the job finishes once with a complete log`, async (t) => {
+    await requireDocker();
+    const base = await ensureBaseImage();
+    const staging = makeStagingRepo(t, { 1: shellDiff(base, SCRIPT) });
+    const conduit = await startFakeConduit(t);
+    const c = await startTestCoordinator(
+      t,
+      coordinatorTestConfig(tempDir(t, "pdci-coord-"), { conduit: conduitConfig(conduit) }),
+    );
+    const proxy = await TcpProxy.start(c.port);
+    t.after(() => proxy.close());
+    // A small memory limit makes the bytes written during the cut spill to disk.
+    const agent = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`, {
+      logMemoryBytes: 64 * 1024,
+    });
+    await waitFor("agent connected", () => agent.connected);
 
-  conduit.addTarget({ phid: "PHID-HMBT-resume" });
-  const res = await webhook(
-    c.url,
-    `/harbormaster?target=PHID-HMBT-resume&staging=${staging}&ref=refs/tags/phabricator/diff/1`,
-  );
-  const id = Number(res.body["jobId"]);
+    const target = `PHID-HMBT-resume${side}`;
+    conduit.addTarget({ phid: target });
+    const res = await webhook(
+      c.url,
+      `/harbormaster?target=${target}&staging=${staging}&ref=refs/tags/phabricator/diff/1`,
+    );
+    const id = Number(res.body["jobId"]);
 
-  // Cut once the container is streaming, keep it cut while it writes more, then restore.
-  const deadline = Date.now() + 60_000;
-  let logBytes = 0;
-  while (logBytes < 100_000 && Date.now() < deadline) {
-    logBytes = Number((await getJson(`${c.url}/api/jobs/${id}`))["logBytes"]);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.ok(logBytes >= 100_000, "the job streamed output before the cut");
-  proxy.cut();
-  await new Promise((r) => setTimeout(r, 800));
-  assert.equal(agent.connected, false);
-  proxy.restore();
+    // Cut once the container is streaming, keep it cut while it writes more, then restore.
+    const deadline = Date.now() + 60_000;
+    let logBytes = 0;
+    while (logBytes < 100_000 && Date.now() < deadline) {
+      logBytes = Number((await getJson(`${c.url}/api/jobs/${id}`))["logBytes"]);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.ok(logBytes >= 100_000, "the job streamed output before the cut");
+    proxy.cut(side);
+    await new Promise((r) => setTimeout(r, 800));
+    assert.equal(agent.connected, false);
+    proxy.restore();
 
-  const job = await waitForJob(c.url, id);
-  await waitFor("final message", () => conduit.messages("PHID-HMBT-resume").length >= 1);
-  await new Promise((r) => setTimeout(r, 300));
-  assert.deepEqual(
-    conduit.messages("PHID-HMBT-resume").map((m) => m.type),
-    ["pass"],
-  );
-  assert.equal(job["result"], "pass");
-  assert.equal(job["attempt"], 0, "the job was resumed, not run again");
+    const job = await waitForJob(c.url, id);
+    await waitFor("final message", () => conduit.messages(target).length >= 1);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(
+      conduit.messages(target).map((m) => m.type),
+      ["pass"],
+    );
+    assert.equal(job["result"], "pass");
+    assert.equal(job["attempt"], 0, "the job was resumed, not run again");
 
-  const log = Buffer.from(await (await fetch(`${c.url}/api/jobs/${id}/log`)).arrayBuffer());
-  assert.equal(log.length, job["logBytes"]);
-  assert.equal(sha(log), job["logSha256"], "stored log matches what the agent hashed");
-  const start = log.indexOf("running the image's default command\n");
-  const end = log.indexOf("\n--- phab-dock-ci: exit code");
-  const output = log.subarray(start + "running the image's default command\n".length, end);
-  const expected = expectedOutput();
-  assert.equal(output.length, expected.length, "byte count of the container's output");
-  assert.equal(sha(output), sha(expected), "SHA-256 of the container's output");
-});
+    const log = Buffer.from(await (await fetch(`${c.url}/api/jobs/${id}/log`)).arrayBuffer());
+    assert.equal(log.length, job["logBytes"]);
+    assert.equal(sha(log), job["logSha256"], "stored log matches what the agent hashed");
+    const start = log.indexOf("running the image's default command\n");
+    const end = log.indexOf("\n--- phab-dock-ci: exit code");
+    const output = log.subarray(start + "running the image's default command\n".length, end);
+    const expected = expectedOutput();
+    assert.equal(output.length, expected.length, "byte count of the container's output");
+    assert.equal(sha(output), sha(expected), "SHA-256 of the container's output");
+  });
+}
 
 test("cut off longer than the lease: the job runs elsewhere and the old agent stops its copy", async (t) => {
   const docker = await requireDocker();

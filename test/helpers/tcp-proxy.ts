@@ -19,6 +19,7 @@ export class TcpProxy {
     const server = createServer((client) => {
       if (!proxy || proxy.down) return void client.destroy();
       const upstream = connect(targetPort, "127.0.0.1");
+      proxy.upstreams.add(upstream);
       for (const s of [client, upstream]) {
         proxy.sockets.add(s);
         s.on("close", () => proxy?.sockets.delete(s));
@@ -34,11 +35,22 @@ export class TcpProxy {
     return proxy;
   }
 
-  /** Destroys every connection and refuses new ones until `restore`. */
-  cut(): void {
+  /**
+   * Refuses new connections until `restore` and breaks the open ones, starting from one side:
+   * "server" resets the coordinator's end first, "agent" the agent's (the other end follows).
+   */
+  cut(first: "server" | "agent" | "both" = "both"): void {
     this.down = true;
-    for (const s of this.sockets) s.destroy();
-    this.sockets.clear();
+    const order = [...this.sockets].sort((a, b) => Number(this.isUpstream(b)) - Number(this.isUpstream(a)));
+    if (first === "agent") order.reverse();
+    for (const s of order) if (first === "both" || this.isUpstream(s) === (first === "server")) s.destroy();
+    if (first === "both") this.sockets.clear();
+  }
+
+  private readonly upstreams = new WeakSet<Socket>();
+
+  private isUpstream(s: Socket): boolean {
+    return this.upstreams.has(s);
   }
 
   restore(): void {
