@@ -72,11 +72,9 @@ export class JobController {
     }
     this.store.renewLeases(session.name, [...listed], Date.now() + this.config.timing.leaseMs);
     // Jobs we think this agent holds but it does not list were lost with its previous life.
-    for (const job of this.store.jobsInState("running")) {
-      if (job.agent === session.name && !listed.has(job.id)) this.lost(job, "the agent restarted without it");
-    }
-    for (const job of this.store.jobsInState("offered")) {
-      if (job.agent === session.name) this.store.requeue(job.id, false, []);
+    for (const job of this.store.jobsOfAgent(session.name)) {
+      if (job.state === "offered") this.store.requeue(job.id, false, []);
+      else if (!listed.has(job.id)) this.lost(job, "the agent restarted without it");
     }
     return { resumed, cancel };
   }

@@ -87,6 +87,8 @@ export interface JobStore {
   /** Queued jobs in order (oldest first). */
   queuedJobs(limit: number): Job[];
   jobsInState(state: JobState): Job[];
+  /** Offered and running jobs held by one agent. */
+  jobsOfAgent(agent: string): Job[];
   /** Jobs not finished yet (queued, offered, running), oldest first. */
   activeJobs(limit: number): Job[];
   requestCancel(id: number, reason: string, silent: boolean): boolean;

@@ -131,6 +131,13 @@ export class SqliteJobStore implements JobStore {
     return this.rows("SELECT * FROM jobs WHERE state = ? ORDER BY id", state).map(toJob);
   }
 
+  jobsOfAgent(agent: string): Job[] {
+    return this.rows(
+      "SELECT * FROM jobs WHERE agent = ? AND state IN ('offered', 'running') ORDER BY id",
+      agent,
+    ).map(toJob);
+  }
+
   activeJobs(limit: number): Job[] {
     return this.rows("SELECT * FROM jobs WHERE state != 'finished' ORDER BY id LIMIT ?", limit).map(toJob);
   }

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   cancel_silent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, id);
+CREATE INDEX IF NOT EXISTS jobs_by_agent ON jobs (agent, state);
 
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT,

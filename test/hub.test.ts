@@ -100,3 +100,16 @@ test("garbage frames get error frames, repeated garbage closes with 1008, other 
   assert.equal(job["result"], "pass");
   assert.equal(job["agent"], "good");
 });
+
+test("an agent connecting under a name still connected replaces the old connection", async (t) => {
+  const c = await startTestCoordinator(t, coordinatorTestConfig(tempDir(t, "pdci-coord-")));
+  const first = await probe(wsUrl(c.url));
+  first.ws.send(hello({ name: "same" }));
+  await waitFor("first welcomed", () => first.frames.some((f) => f["type"] === "welcome"));
+  const second = await probe(wsUrl(c.url));
+  second.ws.send(hello({ name: "same" }));
+  const closed = await first.closed;
+  assert.equal(closed.code, 4000);
+  await waitFor("second welcomed", () => second.frames.some((f) => f["type"] === "welcome"));
+  second.ws.close();
+});
