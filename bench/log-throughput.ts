@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBaseImage } from "../test/helpers/docker-images.js";
-import { spawnCommand, type Child } from "./lib/child.js";
+import type { Child } from "./lib/child.js";
 import { ConduitSink, SINK_TOKEN } from "./lib/conduit-sink.js";
 import { profileMarkdown, summarizeProfile } from "./lib/cpuprofile.js";
 import { profileCoordinator, profileDir, profileFiles } from "./lib/profiling.js";

@@ -16,6 +16,8 @@ export class JobController {
   private ackScheduled = false;
   private readonly finishing = new Set<number>();
   private leaseTimer: NodeJS.Timeout | null = null;
+  /** What running jobs are doing (fetching, building…): shown in the UI, not worth a disk write. */
+  private readonly phases = new Map<number, string>();
 
   constructor(
     private readonly store: JobStore,
@@ -40,6 +42,10 @@ export class JobController {
 
   stop(): void {
     if (this.leaseTimer) clearInterval(this.leaseTimer);
+  }
+
+  phaseOf(id: number): string {
+    return this.phases.get(id) ?? "";
   }
 
   /** Decides which of the jobs an agent reports after (re)connecting it keeps. */
@@ -95,7 +101,7 @@ export class JobController {
       case "job.reject":
         return this.reject(session, Number(msg.jobId), msg.reason);
       case "job.phase":
-        if (session.running.has(Number(msg.jobId))) this.store.setPhase(Number(msg.jobId), msg.phase);
+        if (session.running.has(Number(msg.jobId))) this.phases.set(Number(msg.jobId), msg.phase);
         return;
       case "job.log":
         return this.appendLog(session, Number(msg.jobId), msg.offset, msg.data);
@@ -253,6 +259,7 @@ export class JobController {
     }
     if (!report) this.store.dropPending(job.id, "the target no longer waits for messages");
     this.logs.close(job.id);
+    this.phases.delete(job.id);
     this.scheduler.settled(job.id);
     this.reporter.wake();
     this.scheduler.kick();
@@ -304,6 +311,7 @@ export class JobController {
     if (session?.running.delete(job.id)) {
       session.send({ type: "job.cancel", jobId: String(job.id), reason: `job lost: ${why}`, graceMs: 0 });
     }
+    this.phases.delete(job.id);
     this.logs.sync();
     const logBytes = this.logs.length(job.id);
     if (job.cancelReason) {

@@ -23,7 +23,6 @@ export interface Job extends NewJob {
   result: JobResult | null;
   reason: string;
   exitCode: number | null;
-  phase: string;
   agent: string | null;
   attempt: number;
   leaseExpiresAt: number | null;
@@ -100,7 +99,6 @@ export interface JobStore {
   markRunning(id: number, agent: string, leaseExpiresAt: number, now: number, outbox: OutboxEntry[]): boolean;
   renewLeases(agent: string, jobIds: number[], leaseExpiresAt: number): void;
   expiredLeases(now: number): Job[];
-  setPhase(id: number, phase: string): void;
   setLogBytes(id: number, bytes: number): void;
   finishJob(id: number, finish: Finish, now: number, outbox: OutboxEntry[]): boolean;
 

@@ -15,6 +15,7 @@ export interface ReadApi {
   logs: LogStore;
   scheduler: Scheduler;
   jobUrl: (id: number) => string;
+  phaseOf: (id: number) => string;
 }
 
 function jobJson(api: ReadApi, job: Job) {
@@ -34,7 +35,7 @@ function jobJson(api: ReadApi, job: Job) {
     result: job.result,
     reason: job.reason,
     exitCode: job.exitCode,
-    phase: job.phase || null,
+    phase: api.phaseOf(job.id) || null,
     agent: job.agent,
     attempt: job.attempt,
     labels: job.labels,
@@ -107,7 +108,7 @@ export function jobPage(api: ReadApi, res: ServerResponse, id: number): void {
   if (!job) return sendText(res, 404, `no job ${id}\n`);
   const info = jobJson(api, job);
   const rows = Object.entries({
-    State: job.state + (job.phase ? ` (${job.phase})` : ""),
+    State: job.state + (info.phase ? ` (${info.phase})` : ""),
     Result: job.result ?? "-",
     Reason: job.reason || "-",
     Target: job.targetPhid,

@@ -30,7 +30,6 @@ function toJob(r: Row): Job {
     result: (r["result"] ?? null) as Job["result"],
     reason: str(r["reason"]),
     exitCode: numOrNull(r["exit_code"]),
-    phase: str(r["phase"]),
     agent: (r["agent"] ?? null) as string | null,
     attempt: num(r["attempt"]),
     leaseExpiresAt: numOrNull(r["lease_expires_at"]),
@@ -170,7 +169,7 @@ export class SqliteJobStore implements JobStore {
   requeue(id: number, countAttempt: boolean, outbox: OutboxEntry[]): boolean {
     return this.db.transaction(() => {
       const ok = this.changed(
-        `UPDATE jobs SET state = 'queued', agent = NULL, lease_expires_at = NULL, phase = '',
+        `UPDATE jobs SET state = 'queued', agent = NULL, lease_expires_at = NULL,
            attempt = attempt + ? WHERE id = ? AND state IN ('offered', 'running')`,
         countAttempt ? 1 : 0,
         id,
@@ -215,10 +214,6 @@ export class SqliteJobStore implements JobStore {
     return this.rows("SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at < ?", now).map(toJob);
   }
 
-  setPhase(id: number, phase: string): void {
-    this.db.prepare("UPDATE jobs SET phase = ? WHERE id = ? AND state = 'running'").run(phase, id);
-  }
-
   setLogBytes(id: number, bytes: number): void {
     this.db.prepare("UPDATE jobs SET log_bytes = ? WHERE id = ?").run(bytes, id);
   }
@@ -227,7 +222,7 @@ export class SqliteJobStore implements JobStore {
     return this.db.transaction(() => {
       const ok = this.changed(
         `UPDATE jobs SET state = 'finished', result = ?, reason = ?, exit_code = ?, log_bytes = ?,
-           log_sha256 = ?, finished_at = ?, lease_expires_at = NULL, phase = ''
+           log_sha256 = ?, finished_at = ?, lease_expires_at = NULL
          WHERE id = ? AND state != 'finished'`,
         f.result,
         f.reason,

@@ -12,7 +12,6 @@ CREATE TABLE IF NOT EXISTS jobs (
   result TEXT,
   reason TEXT NOT NULL DEFAULT '',
   exit_code INTEGER,
-  phase TEXT NOT NULL DEFAULT '',
   agent TEXT,
   attempt INTEGER NOT NULL DEFAULT 0,
   lease_expires_at INTEGER,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test, type TestContext } from "node:test";
 import Dockerode from "dockerode";
-import { LABEL_JOB } from "../agent/job-runner.js";
+import { LABEL_AGENT, LABEL_JOB } from "../agent/job-runner.js";
 import { ensureBaseImage, requireDocker } from "./helpers/docker-images.js";
 import type { FakeConduit } from "./helpers/fake-conduit.js";
 import { makeStagingRepo, shellDiff } from "./helpers/staging-repo.js";
@@ -15,6 +15,7 @@ import {
   startTestCoordinator,
   tempDir,
   TEST_TIMING,
+  uniqueName,
   waitFor,
   waitForJob,
   webhook,
@@ -25,6 +26,7 @@ import {
 const FOREVER = 'trap "echo got TERM; exit 143" TERM\necho started\nwhile true; do sleep 0.1; done\n';
 
 interface Scenario {
+  agentName: string;
   conduit: FakeConduit;
   url: string;
   staging: string;
@@ -43,9 +45,10 @@ async function setup(t: TestContext, jobTimeoutMs: number = TEST_TIMING.jobTimeo
       timing: { ...TEST_TIMING, jobTimeoutMs },
     }),
   );
-  const agent = await startTestAgent(t, wsUrl(c.url));
+  const agentName = uniqueName("cancel");
+  const agent = await startTestAgent(t, wsUrl(c.url), { name: agentName });
   await waitFor("agent connected", () => agent.connected);
-  return { conduit, url: c.url, staging, docker };
+  return { agentName, conduit, url: c.url, staging, docker };
 }
 
 async function startJob(s: Scenario, target: string, diff = 1): Promise<number> {
@@ -63,9 +66,9 @@ async function startJob(s: Scenario, target: string, diff = 1): Promise<number> 
   return id;
 }
 
-async function jobContainers(docker: Dockerode, id: number): Promise<number> {
-  const list = await docker.listContainers({ all: true, filters: { label: [`${LABEL_JOB}=${id}`] } });
-  return list.length;
+async function jobContainers(s: Scenario, id: number): Promise<number> {
+  const label = [`${LABEL_JOB}=${id}`, `${LABEL_AGENT}=${s.agentName}`];
+  return (await s.docker.listContainers({ all: true, filters: { label } })).length;
 }
 
 test("cancel through the API stops the container within the grace period and reports fail", async (t) => {
@@ -92,7 +95,7 @@ test("cancel through the API stops the container within the grace period and rep
   assert.match(JSON.stringify(msg?.unit), /stop it/);
   const log = await (await fetch(`${s.url}/api/jobs/${id}/log`)).text();
   assert.match(log, /got TERM/, "the container got SIGTERM first");
-  assert.equal(await jobContainers(s.docker, id), 0, "container removed");
+  assert.equal(await jobContainers(s, id), 0, "container removed");
 });
 
 test("a job that runs past its timeout is stopped and fails", async (t) => {
@@ -106,7 +109,7 @@ test("a job that runs past its timeout is stopped and fails", async (t) => {
   assert.equal(job["result"], "fail");
   assert.match(String(job["reason"]), /timed out/);
   await waitFor("fail at Conduit", () => s.conduit.messages("PHID-HMBT-timeout").length === 1);
-  assert.equal(await jobContainers(s.docker, Number(res.body["jobId"])), 0);
+  assert.equal(await jobContainers(s, Number(res.body["jobId"])), 0);
 });
 
 test("an aborted build cancels its job and nothing is sent to the target", async (t) => {
@@ -119,7 +122,7 @@ test("an aborted build cancels its job and nothing is sent to the target", async
   assert.match(String(job["reason"]), /aborted/);
   await new Promise((r) => setTimeout(r, 500));
   assert.deepEqual(s.conduit.messages("PHID-HMBT-aborted"), [], "no message to an aborted target");
-  assert.equal(await jobContainers(s.docker, id), 0);
+  assert.equal(await jobContainers(s, id), 0);
 });
 
 test("a restarted build cancels the old job; the new target's webhook is a new job", async (t) => {

@@ -11,6 +11,7 @@ import {
   startTestAgent,
   startTestCoordinator,
   tempDir,
+  uniqueName,
   waitFor,
   webhook,
   wsUrl,
@@ -32,7 +33,8 @@ test("webhook to Conduit pass/fail through a real agent, git and Docker", async 
     t,
     coordinatorTestConfig(tempDir(t, "pdci-coord-"), { conduit: conduitConfig(conduit) }),
   );
-  await startTestAgent(t, wsUrl(coordinator.url));
+  const agentName = uniqueName("e2e");
+  await startTestAgent(t, wsUrl(coordinator.url), { name: agentName });
 
   const targets = ["PHID-HMBT-eone", "PHID-HMBT-etwo", "PHID-HMBT-ethree", "PHID-HMBT-efour"];
   for (const phid of targets) conduit.addTarget({ phid });
@@ -84,7 +86,7 @@ test("webhook to Conduit pass/fail through a real agent, git and Docker", async 
   const agents = await getJson(`${coordinator.url}/api/agents`);
   assert.deepEqual(
     (agents["agents"] as Array<Record<string, unknown>>).map((a) => [a["name"], a["connected"]]),
-    [["agent-1", true]],
+    [[agentName, true]],
   );
   const page = await getText(`${coordinator.url}/jobs/${jobIds[0]}`);
   assert.match(page, /MARKER-diff-1-42/);

@@ -2,12 +2,20 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { test, type TestContext } from "node:test";
 import Dockerode from "dockerode";
-import { LABEL_JOB } from "../agent/job-runner.js";
+import { LABEL_AGENT, LABEL_JOB } from "../agent/job-runner.js";
 import { ensureBaseImage, requireDocker } from "./helpers/docker-images.js";
 import type { FakeConduit } from "./helpers/fake-conduit.js";
 import { freePort, startAgentProc, startCoordinatorProc, type Proc } from "./helpers/processes.js";
 import { makeStagingRepo, shellDiff } from "./helpers/staging-repo.js";
-import { getJson, startFakeConduit, tempDir, waitFor, waitForJob, webhook } from "./helpers/stack.js";
+import {
+  getJson,
+  startFakeConduit,
+  tempDir,
+  uniqueName,
+  waitFor,
+  waitForJob,
+  webhook,
+} from "./helpers/stack.js";
 
 /**
  * The fault suite: real coordinator and agent processes, real dockerd and git, the fake Conduit.
@@ -28,6 +36,8 @@ function spewOutput(rounds: number, per: number): string {
 }
 
 interface Stack {
+  /** Appended to agent names: container labels carry them, and job ids repeat across tests. */
+  suffix: string;
   conduit: FakeConduit;
   docker: Dockerode;
   staging: string;
@@ -58,7 +68,8 @@ async function stack(
     conduitToken: conduit.token,
     retries: opts.retries ?? 1,
   });
-  return { conduit, docker, staging, port, url: `http://127.0.0.1:${port}`, dataDir, coordinator };
+  const suffix = uniqueName("f");
+  return { suffix, conduit, docker, staging, port, url: `http://127.0.0.1:${port}`, dataDir, coordinator };
 }
 
 function restartCoordinator(t: TestContext, s: Stack, retries = 1): Promise<Proc> {
@@ -72,7 +83,7 @@ function restartCoordinator(t: TestContext, s: Stack, retries = 1): Promise<Proc
 }
 
 function agent(t: TestContext, s: Stack, name: string, workDir = tempDir(t, "pdci-agent-")): Promise<Proc> {
-  return startAgentProc(t, { url: `ws://127.0.0.1:${s.port}/agent`, name, workDir });
+  return startAgentProc(t, { url: `ws://127.0.0.1:${s.port}/agent`, name: `${name}-${s.suffix}`, workDir });
 }
 
 async function submit(s: Stack, target: string, diff: number): Promise<number> {
@@ -123,10 +134,14 @@ function containerOutput(logBytes: Buffer): Buffer {
   return logBytes.subarray(start + head.length, end);
 }
 
-async function leftovers(docker: Dockerode, id: number): Promise<number> {
-  const list = await docker.listContainers({ all: true, filters: { label: [`${LABEL_JOB}=${id}`] } });
-  for (const c of list) console.error("leftover", c.Id, c.State, c.Status, JSON.stringify(c.Labels));
-  return list.length;
+/** Containers of this test's agents for the job, running or not. */
+async function leftovers(s: Stack, id: number): Promise<number> {
+  let n = 0;
+  for (const name of ["agent-a", "agent-b"]) {
+    const label = [`${LABEL_JOB}=${id}`, `${LABEL_AGENT}=${name}-${s.suffix}`];
+    n += (await s.docker.listContainers({ all: true, filters: { label } })).length;
+  }
+  return n;
 }
 
 /** Exactly one final message, of the expected type, and nothing after it. */
@@ -154,13 +169,18 @@ test("agent killed -9 mid-job, a second agent available: the job runs again ther
     s,
     id,
     "running on agent-a",
-    (j) => j["agent"] === "agent-a" && j["phase"] === "running" && Number(j["logBytes"]) > 0,
+    (j) => j["agent"] === `agent-a-${s.suffix}` && j["phase"] === "running" && Number(j["logBytes"]) > 0,
   );
   await agent(t, s, "agent-b");
 
   await a.kill9();
   const died = Date.now();
-  await jobWhere(s, id, "running on agent-b", (j) => j["agent"] === "agent-b" && j["state"] === "running");
+  await jobWhere(
+    s,
+    id,
+    "running on agent-b",
+    (j) => j["agent"] === `agent-b-${s.suffix}` && j["state"] === "running",
+  );
   const moved = Date.now() - died;
   t.diagnostic(`agent death to job start on another agent: ${moved} ms (lease 5 s)`);
 
@@ -177,7 +197,7 @@ test("agent killed -9 mid-job, a second agent available: the job runs again ther
 
   // The dead agent comes back: it clears what its earlier life left behind.
   await agent(t, s, "agent-a", workA);
-  assert.equal(await leftovers(s.docker, id), 0);
+  assert.equal(await leftovers(s, id), 0);
 });
 
 test("agent killed -9 mid-job, no retries left: the job fails with the reason, once", async (t) => {
@@ -192,7 +212,7 @@ test("agent killed -9 mid-job, no retries left: the job fails with the reason, o
   assert.match(String(job["reason"]), /lost/);
   await assertOneFinal(s, "PHID-HMBT-killnoretry", "fail");
   await agent(t, s, "agent-a", workA);
-  assert.equal(await leftovers(s.docker, id), 0, "the restarted agent removed its old container");
+  assert.equal(await leftovers(s, id), 0, "the restarted agent removed its old container");
 });
 
 test("coordinator killed -9 mid-log and restarted: the job resumes, the log is complete", async (t) => {

@@ -13,6 +13,7 @@ import {
   startTestCoordinator,
   tempDir,
   waitFor,
+  uniqueName,
   waitForJob,
   webhook,
   wsUrl,
@@ -111,7 +112,9 @@ test("cut off longer than the lease: the job runs elsewhere and the old agent st
   );
   const proxy = await TcpProxy.start(c.port);
   t.after(() => proxy.close());
-  const cutOff = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`, { name: "far" });
+  const far = uniqueName("far");
+  const nearName = uniqueName("near");
+  const cutOff = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`, { name: far });
   await waitFor("far agent connected", () => cutOff.connected);
   conduit.addTarget({ phid: "PHID-HMBT-fenced" });
   const res = await webhook(
@@ -124,7 +127,7 @@ test("cut off longer than the lease: the job runs elsewhere and the old agent st
     if (j["phase"] === "running" && Number(j["logBytes"]) > 0) break;
     await new Promise((r) => setTimeout(r, 20));
   }
-  const near = await startTestAgent(t, wsUrl(c.url), { name: "near" });
+  const near = await startTestAgent(t, wsUrl(c.url), { name: nearName });
   await waitFor("near agent connected", () => near.connected);
   proxy.cut();
 
@@ -136,12 +139,12 @@ test("cut off longer than the lease: the job runs elsewhere and the old agent st
     ).length;
   // From the moment the near agent starts the job, the far one must no longer run it.
   await waitFor("job started on the near agent", () => near.runningJobs > 0, 20_000);
-  assert.equal(await running("far"), 0, "the cut-off agent stopped its copy before the lease ran out");
+  assert.equal(await running(far), 0, "the cut-off agent stopped its copy before the lease ran out");
 
   proxy.restore();
   const job = await waitForJob(c.url, id, 60_000);
   assert.equal(job["result"], "pass");
-  assert.equal(job["agent"], "near");
+  assert.equal(job["agent"], nearName);
   await new Promise((r) => setTimeout(r, 1_000));
   assert.deepEqual(
     conduit.messages("PHID-HMBT-fenced").map((m) => m.type),

@@ -40,6 +40,7 @@ export function chunked<T>(values: readonly T[], parts: number): T[][] {
 export function fmt(v: number, digits?: number): string {
   if (!Number.isFinite(v)) return "n/a";
   if (digits !== undefined) return v.toFixed(digits);
+  if (v === 0) return "0";
   const a = Math.abs(v);
   if (a >= 1000) return Math.round(v).toLocaleString("en-US");
   if (a >= 100) return v.toFixed(0);

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +26,14 @@ export const TEST_TIMING = Object.freeze({
   cancelGraceMs: 1_000,
   jobTimeoutMs: 60_000,
 });
+
+/**
+ * Agent names unique to one test: containers are labelled with the agent's name and the job id,
+ * and job ids repeat across the coordinators of different tests running on one engine.
+ */
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString("hex")}`;
+}
 
 export function tempDir(t: TestContext, prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -83,7 +92,7 @@ export async function startTestAgent(
   const config: AgentConfig = {
     url: wsUrl,
     token: AGENT_TOKEN,
-    name: "agent-1",
+    name: uniqueName("agent"),
     labels: [],
     capacity: 1,
     workDir,
