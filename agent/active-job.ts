@@ -32,6 +32,7 @@ export class ActiveJob {
   private resendTimer: NodeJS.Timeout | null = null;
   private done = false;
   private hasEnded = false;
+  private execution: Promise<void> | null = null;
 
   constructor(
     readonly id: string,
@@ -51,7 +52,14 @@ export class ActiveJob {
   }
 
   run(): void {
-    void this.execute().catch((err: unknown) => this.deps.log.error(`job ${this.id}: ${String(err)}`));
+    this.execution = this.execute().catch((err: unknown) =>
+      this.deps.log.error(`job ${this.id}: ${String(err)}`),
+    );
+  }
+
+  /** Resolves once the job's container, image and workspace are cleaned up. */
+  settled(): Promise<void> {
+    return this.execution ?? Promise.resolve();
   }
 
   private async execute(): Promise<void> {

@@ -21,6 +21,8 @@ import type { Logger } from "./logger.js";
 export const AGENT_VERSION = "0.1.0";
 /** Heartbeat intervals without a pong before the socket is considered dead. */
 const PONG_MISSES = 3;
+/** How long stop() waits for abandoned jobs to clean up their containers. */
+const STOP_WAIT_MS = 15_000;
 /** How often the agent checks whether its leases are about to run out. */
 const FENCE_CHECK_MS = 200;
 /** Time allowed for killing fenced containers before the coordinator's lease runs out. */
@@ -290,13 +292,21 @@ export class Agent {
     for (const job of this.jobs.values()) job.cancel(reason, 0);
   }
 
-  /** Closes the connection without waiting for jobs; used by tests and after drain. */
-  stop(): void {
+  /**
+   * Closes the connection; jobs still running are stopped without a report (after a drain there
+   * are none). Resolves when their containers are cleaned up, or after a bounded wait.
+   */
+  async stop(): Promise<void> {
     this.stopped = true;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.fenceTimer) clearInterval(this.fenceTimer);
-    for (const job of this.jobs.values()) job.abandon();
+    const jobs = [...this.jobs.values()];
+    for (const job of jobs) job.abandon();
     this.ws?.close(1000, "agent stopping");
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)));
+    await Promise.race([Promise.all(jobs.map((j) => j.settled())), limit]);
+    clearTimeout(timer);
   }
 }

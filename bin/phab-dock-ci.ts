@@ -47,7 +47,7 @@ function drainOnSignals(agent: Agent, after: () => Promise<void> = async () => {
     () => {
       console.error("draining: finishing running jobs, taking no new ones (signal again to cancel them)");
       void agent.drain().then(async () => {
-        agent.stop();
+        await agent.stop();
         await after();
         process.exit(0);
       });
