@@ -87,6 +87,23 @@ export class DockerBackend implements ContainerBackend {
     if (failure !== null) throw new PdciError("push_failed", `pushing ${tag} failed: ${failure}`);
   }
 
+  async removeLeftoverImages(labels: Record<string, string>): Promise<number> {
+    const filters = Object.entries(labels).map(([key, value]) => `${key}=${value}`);
+    if (filters.length === 0)
+      throw new PdciError("bad_input", "removeLeftoverImages needs at least one label");
+    const found = await this.docker.listImages({ filters: { label: filters } });
+    let removed = 0;
+    for (const info of found) {
+      try {
+        await this.docker.getImage(info.Id).remove({ force: true });
+        removed += 1;
+      } catch (err) {
+        if (statusCode(err) !== 404) throw err;
+      }
+    }
+    return removed;
+  }
+
   async removeLeftovers(labels: Record<string, string>): Promise<number> {
     const filters = Object.entries(labels).map(([key, value]) => `${key}=${value}`);
     // Without a label the filter would match every container of the host.

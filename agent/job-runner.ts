@@ -12,6 +12,7 @@ export const LABEL_AGENT = "phab-dock-ci.agent";
 /** Images get their own label: containers inherit image labels, and leftover cleanup must only
  * match containers this agent created. */
 export const LABEL_IMAGE_JOB = "phab-dock-ci.image-of-job";
+export const LABEL_IMAGE_AGENT = "phab-dock-ci.image-of-agent";
 
 export interface JobOutcome {
   result: JobResult;
@@ -83,7 +84,7 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
       jobId: ctx.jobId,
       context: ctx.git.archive(workspace, commit),
       tag,
-      labels,
+      labels: { [LABEL_IMAGE_JOB]: ctx.jobId, [LABEL_IMAGE_AGENT]: ctx.agentName },
       output: log.writable,
       signal,
     });

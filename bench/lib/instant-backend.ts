@@ -59,6 +59,10 @@ export class InstantBackend implements ContainerBackend {
     return Promise.resolve(0);
   }
 
+  removeLeftoverImages(): Promise<number> {
+    return Promise.resolve(0);
+  }
+
   ping(): Promise<void> {
     return Promise.resolve();
   }
