@@ -54,7 +54,13 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger): 
       )
     : null;
   const hub = new Hub(config, store, scheduler, jobs, log);
-  const api: ReadApi = { store, logs, scheduler, jobUrl: (id) => reporter.jobUrl(id), phaseOf: (id) => jobs.phaseOf(id) };
+  const api: ReadApi = {
+    store,
+    logs,
+    scheduler,
+    jobUrl: (id) => reporter.jobUrl(id),
+    phaseOf: (id) => jobs.phaseOf(id),
+  };
 
   const route = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://localhost");

@@ -51,6 +51,14 @@ export interface OutboxMessage {
   lastError: string;
 }
 
+/** `sent`: delivered (at `at`); `pending`: try again at `at`; `dead`: never retried. */
+export interface OutboxOutcome {
+  id: number;
+  state: OutboxState;
+  at: number;
+  error?: string;
+}
+
 /** A Conduit call to make later, written in the same transaction as the state change it reports. */
 export interface OutboxEntry {
   method: string;
@@ -105,11 +113,10 @@ export interface JobStore {
   /** Pending messages that are due, skipping any target that has an earlier pending message. */
   dueOutbox(now: number, limit: number): OutboxMessage[];
   outboxForJob(jobId: number): OutboxMessage[];
-  /** Counts an attempt before it is made. */
-  markAttempt(id: number): void;
-  markSent(id: number, now: number): void;
-  markRetry(id: number, nextAttemptAt: number, error: string): void;
-  markDead(id: number, error: string): void;
+  /** Counts attempts before they are made (one transaction). */
+  markAttempts(ids: number[]): void;
+  /** Records what became of delivery attempts (one transaction). */
+  settleOutbox(outcomes: OutboxOutcome[]): void;
   /** Makes dead messages whose error starts with `errorPrefix` pending again; returns how many. */
   revive(errorPrefix: string, now: number): number;
   /** Gives up every pending message of a job (its target was aborted or restarted away). */

@@ -9,7 +9,7 @@ import {
   isRetryable,
   redactSecret,
 } from "./conduit-client.js";
-import type { Job, JobStore, OutboxEntry, OutboxMessage } from "./job-store.js";
+import type { Job, JobStore, OutboxEntry, OutboxMessage, OutboxOutcome } from "./job-store.js";
 import type { Logger } from "./logger.js";
 
 /** Key of the URI artifact on each target; one per target, so a resend is a harmless duplicate. */
@@ -154,15 +154,17 @@ export class Reporter {
     for (let round = 0; round < 1000 && !this.stopped; round++) {
       const due = this.store.dueOutbox(Date.now(), BATCH);
       if (due.length === 0) break;
-      await Promise.all(due.map((m) => this.send(m)));
+      // Counted before the calls: after a crash mid-call, the next attempt knows it may be a
+      // repeat. One transaction per batch, before and after, keeps the disk writes per job low.
+      this.store.markAttempts(due.map((m) => m.id));
+      const outcomes = await Promise.all(due.map((m) => this.send(m)));
+      this.store.settleOutbox(outcomes);
     }
   }
 
-  private async send(m: OutboxMessage): Promise<void> {
+  private async send(m: OutboxMessage): Promise<OutboxOutcome> {
     const client = this.client as ConduitClient;
     const conduit = this.conduit as ConduitConfig;
-    // Counted before the call: after a crash mid-call, the next attempt knows it may be a repeat.
-    this.store.markAttempt(m.id);
     try {
       if (m.attempts > 0 && (await this.alreadyApplied(client, m))) {
         this.log.info(
@@ -171,29 +173,26 @@ export class Reporter {
       } else {
         await client.call(m.method, m.params);
       }
-      this.store.markSent(m.id, Date.now());
+      return { id: m.id, state: "sent", at: Date.now() };
     } catch (err) {
-      if (isDuplicateArtifact(err)) {
-        this.store.markSent(m.id, Date.now());
-        return;
-      }
+      if (isDuplicateArtifact(err)) return { id: m.id, state: "sent", at: Date.now() };
       const text = redactSecret(errorMessage(err), conduit.token);
       if (isRetryable(err)) {
         const delay = cappedExponentialDelay(m.attempts, {
           baseMs: conduit.retryBaseMs,
           capMs: conduit.retryCapMs,
         });
-        this.store.markRetry(m.id, Date.now() + delay, text);
         this.log.warn(`conduit ${m.method} for job ${m.jobId} failed, retrying in ${delay} ms: ${text}`);
-      } else if (isAuthRefusal(err)) {
-        this.store.markDead(m.id, `${AUTH_PARKED}: ${text}`);
+        return { id: m.id, state: "pending", at: Date.now() + delay, error: text };
+      }
+      if (isAuthRefusal(err)) {
         this.log.error(
           `conduit refused our token for ${m.method} of job ${m.jobId}; fix the token and restart the coordinator to send it: ${text}`,
         );
-      } else {
-        this.store.markDead(m.id, text);
-        this.log.error(`conduit refused ${m.method} for job ${m.jobId}; giving up: ${text}`);
+        return { id: m.id, state: "dead", at: Date.now(), error: `${AUTH_PARKED}: ${text}` };
       }
+      this.log.error(`conduit refused ${m.method} for job ${m.jobId}; giving up: ${text}`);
+      return { id: m.id, state: "dead", at: Date.now(), error: text };
     }
   }
 

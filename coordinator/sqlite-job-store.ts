@@ -8,6 +8,7 @@ import type {
   NewJob,
   OutboxEntry,
   OutboxMessage,
+  OutboxOutcome,
 } from "./job-store.js";
 import { SCHEMA } from "./sqlite-schema.js";
 
@@ -252,22 +253,24 @@ export class SqliteJobStore implements JobStore {
     return this.rows("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", jobId).map(toOutbox);
   }
 
-  markAttempt(id: number): void {
-    this.db.prepare("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?").run(id);
+  markAttempts(ids: number[]): void {
+    const stmt = this.db.prepare("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?");
+    this.db.transaction(() => {
+      for (const id of ids) stmt.run(id);
+    })();
   }
 
-  markSent(id: number, now: number): void {
-    this.db.prepare("UPDATE outbox SET state = 'sent', sent_at = ? WHERE id = ?").run(now, id);
-  }
-
-  markRetry(id: number, nextAttemptAt: number, error: string): void {
-    this.db
-      .prepare("UPDATE outbox SET next_attempt_at = ?, last_error = ? WHERE id = ?")
-      .run(nextAttemptAt, error, id);
-  }
-
-  markDead(id: number, error: string): void {
-    this.db.prepare("UPDATE outbox SET state = 'dead', last_error = ? WHERE id = ?").run(error, id);
+  settleOutbox(outcomes: OutboxOutcome[]): void {
+    const sent = this.db.prepare("UPDATE outbox SET state = 'sent', sent_at = ? WHERE id = ?");
+    const other = this.db.prepare(
+      "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+    );
+    this.db.transaction(() => {
+      for (const o of outcomes) {
+        if (o.state === "sent") sent.run(o.at, o.id);
+        else other.run(o.state, o.at, o.error ?? "", o.id);
+      }
+    })();
   }
 
   revive(errorPrefix: string, now: number): number {
