@@ -4,7 +4,7 @@
  * against a shell script doing the same with git, the docker CLI and curl. Both report to the
  * same fake Conduit, whose arrival time of the `pass` message ends the measurement of either.
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBaseImage } from "../test/helpers/docker-images.js";
 import { FakeConduit } from "../test/helpers/fake-conduit.js";
@@ -12,6 +12,7 @@ import { spawnCommand, type Child } from "./lib/child.js";
 import { figureTable, type BenchResult, type Figure } from "./lib/report.js";
 import { diffRef, echoDiff, makeStaging, type Files } from "./lib/staging.js";
 import {
+  DOCKER_CLI,
   Scratch,
   sleep,
   startCliAgent,
@@ -130,17 +131,23 @@ function scriptChild(env: Env, n: number, phid: string, times: string): Child {
       join(env.scratch.dir, `work-${n}`),
       times,
     ],
-    { name: `baseline ${n}`, env: { DOCKER: "/usr/bin/docker", LC_ALL: "C" } },
+    { name: `baseline ${n}`, env: { DOCKER: DOCKER_CLI, LC_ALL: "C" } },
   );
 }
 
-async function scriptOnce(env: Env, times = join(env.scratch.dir, "times-discard")): Promise<number> {
+/** Runs the script for one new target; returns when it started and when its pass arrived. */
+async function scriptTimed(env: Env, times: string): Promise<{ t0: number; at: number }> {
   const { phid, n } = newTarget(env, "s");
   const t0 = Date.now();
   const child = scriptChild(env, n, phid, times);
   const code = await child.waitExit(JOB_TIMEOUT_MS);
   if (code !== 0) throw new Error(`the baseline script failed (${String(code)}):\n${child.tailText()}`);
-  return (await env.finals.wait(phid)) - t0;
+  return { t0, at: await env.finals.wait(phid) };
+}
+
+async function scriptOnce(env: Env): Promise<number> {
+  const { t0, at } = await scriptTimed(env, join(env.scratch.dir, "times-discard"));
+  return at - t0;
 }
 
 async function oursBurst(env: Env): Promise<number> {
@@ -169,8 +176,23 @@ async function scriptBurst(env: Env): Promise<number> {
   return BURST / ((Math.max(...ends) - t0) / 60_000);
 }
 
-/** One job of ours, its phases timed by polling the job API every 10 ms (diagnostic runs only). */
-async function oursPhases(env: Env): Promise<Record<string, number>> {
+const PHASES = [
+  "webhook → job started (dispatch, accept) / bash start",
+  "fetch and check out",
+  "docker build",
+  "docker run",
+  "clean up (image, workspace)",
+  "report to Conduit",
+  "total",
+];
+
+const isoMs = (v: unknown): number => (typeof v === "string" ? Date.parse(v) : Number.NaN);
+
+/**
+ * One job of ours with its phases: start and finish from the job's own timestamps, the phase
+ * changes in between from polling the job API every 10 ms (diagnostic runs only).
+ */
+async function oursPhases(env: Env): Promise<number[]> {
   const { phid, n } = newTarget(env, "d");
   const t0 = Date.now();
   const answer = await env.client.post(
@@ -178,52 +200,51 @@ async function oursPhases(env: Env): Promise<Record<string, number>> {
   );
   const seen: Record<string, number> = {};
   const deadline = Date.now() + JOB_TIMEOUT_MS;
+  let job: Record<string, unknown> = {};
   for (;;) {
-    const job = await getJson(`${env.coordinator.url}/api/jobs/${answer.jobId}`);
-    const phase = job["state"] === "finished" ? "finished" : String(job["phase"] ?? "");
-    if (phase && seen[phase] === undefined) seen[phase] = Date.now() - t0;
-    if (phase === "finished" || Date.now() > deadline) break;
+    job = await getJson(`${env.coordinator.url}/api/jobs/${answer.jobId}`);
+    const phase = String(job["phase"] ?? "");
+    if (phase && seen[phase] === undefined) seen[phase] = Date.now();
+    if (job["state"] === "finished" || Date.now() > deadline) break;
     await sleep(10);
   }
-  const at = (await env.finals.wait(phid)) - t0;
-  const p = (k: string, fallback: number) => seen[k] ?? fallback;
-  const finished = p("finished", at);
-  const cleaning = p("cleaning", finished);
-  const running = p("running", cleaning);
-  const building = p("building", running);
-  const fetching = p("fetching", building);
-  return {
-    "webhook → job started (dispatch, accept)": fetching,
-    "fetch and check out": building - fetching,
-    "docker build": running - building,
-    "docker run": cleaning - running,
-    "clean up (image, workspace)": finished - cleaning,
-    "report to Conduit": at - finished,
-    total: at,
-  };
+  const at = await env.finals.wait(phid);
+  const started = isoMs(job["startedAt"]);
+  const finished = isoMs(job["finishedAt"]);
+  const cleaning = seen["cleaning"] ?? finished;
+  const running = seen["running"] ?? cleaning;
+  const building = seen["building"] ?? running;
+  return [
+    started - t0,
+    building - started,
+    running - building,
+    cleaning - running,
+    finished - cleaning,
+    at - finished,
+    at - t0,
+  ];
 }
 
-async function scriptPhases(env: Env): Promise<Record<string, number>> {
+async function scriptPhases(env: Env): Promise<number[]> {
   const times = join(env.scratch.dir, `times-${env.next + 1}`);
-  const total = await scriptOnce(env, times);
-  const { readFileSync } = await import("node:fs");
-  const stamps = Object.fromEntries(
+  const { t0, at } = await scriptTimed(env, times);
+  const stamps = new Map(
     readFileSync(times, "utf8")
       .trim()
       .split("\n")
       .map((l) => l.split(" "))
-      .map(([k, v]) => [k, Number(v) * 1000]),
-  ) as Record<string, number>;
-  const s = (k: string) => stamps[k] ?? Number.NaN;
-  return {
-    "webhook → job started (dispatch, accept)": total - (s("reported") - s("start")),
-    "fetch and check out": s("fetched") - s("start"),
-    "docker build": s("built") - s("fetched"),
-    "docker run": s("ran") - s("built"),
-    "clean up (image, workspace)": s("cleaned") - s("ran"),
-    "report to Conduit": s("reported") - s("cleaned"),
-    total,
-  };
+      .map(([k, v]) => [k ?? "", Number(v) * 1000] as const),
+  );
+  const s = (k: string) => stamps.get(k) ?? Number.NaN;
+  return [
+    s("start") - t0,
+    s("fetched") - s("start"),
+    s("built") - s("fetched"),
+    s("ran") - s("built"),
+    s("cleaned") - s("ran"),
+    at - s("cleaned"),
+    at - t0,
+  ];
 }
 
 export async function e2eOverhead(): Promise<BenchResult> {
@@ -238,7 +259,7 @@ export async function e2eOverhead(): Promise<BenchResult> {
   const script: number[] = [];
   const oursBursts: number[] = [];
   const scriptBursts: number[] = [];
-  const phases: Array<{ ours: Record<string, number>; script: Record<string, number> }> = [];
+  const phases: Array<{ ours: number[]; script: number[] }> = [];
   try {
     const count = 2 + 2 * SERIAL + 2 * BURST * BURST_RUNS + 2 * DIAGNOSTIC + 10;
     const diffs = new Map<number, Files>();
@@ -327,17 +348,25 @@ export async function e2eOverhead(): Promise<BenchResult> {
       digits: 3,
     },
   ];
-  const keys = Object.keys(phases[0]?.ours ?? {});
-  const breakdown: Figure[] = keys.flatMap((k) => [
-    { name: `${k}: ours`, unit: "ms", values: phases.map((p) => p.ours[k] ?? Number.NaN) },
-    { name: `${k}: script`, unit: "ms", values: phases.map((p) => p.script[k] ?? Number.NaN) },
+  const breakdown: Figure[] = PHASES.flatMap((k, i) => [
+    { name: `${k}: ours`, unit: "ms", values: phases.map((p) => p.ours[i] ?? Number.NaN) },
+    { name: `${k}: script`, unit: "ms", values: phases.map((p) => p.script[i] ?? Number.NaN) },
   ]);
   const analysis = [
-    `Phases of ${DIAGNOSTIC} further serial jobs each: ours from the job API polled every 10 ms (so ±10 ms),`,
-    "the script's from timestamps it writes between its steps. The script has no dispatch step; its",
-    "first row is the time between starting bash and its first timestamp.",
+    `Phases of ${DIAGNOSTIC} further serial jobs each. Ours: the job's start and finish times from the job`,
+    "API, the phase changes in between from polling it every 10 ms (so those borders are ±10 ms). The",
+    "script: timestamps it writes between its steps; it has no dispatch, its first row is bash starting.",
     "",
     ...figureTable(breakdown),
+    "",
+    `Differences of the medians, ours − script: ${PHASES.slice(0, -1)
+      .map((k, i) => ({
+        k,
+        d: median(phases.map((p) => p.ours[i] ?? 0)) - median(phases.map((p) => p.script[i] ?? 0)),
+      }))
+      .sort((a, b) => b.d - a.d)
+      .map(({ k, d }) => `${k} ${d >= 0 ? "+" : "−"}${fmt(Math.abs(d))} ms`)
+      .join(", ")}.`,
   ];
   return {
     id: "e2e-overhead",

@@ -6,8 +6,9 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { ensureBaseImage } from "../test/helpers/docker-images.js";
-import type { Child } from "./lib/child.js";
+import { benchScript, type Child } from "./lib/child.js";
 import { ConduitSink, SINK_TOKEN } from "./lib/conduit-sink.js";
 import { profileMarkdown, summarizeProfile } from "./lib/cpuprofile.js";
 import { profileCoordinator, profileDir, profileFiles } from "./lib/profiling.js";
@@ -15,6 +16,7 @@ import { peakRssBytes, RssSampler } from "./lib/procfs.js";
 import type { BenchResult, Figure } from "./lib/report.js";
 import { diffRef, makeStaging, type Files } from "./lib/staging.js";
 import {
+  DOCKER_CLI,
   Scratch,
   sleep,
   startCliAgent,
@@ -31,7 +33,6 @@ const RUNS = 3;
 const JOB_TIMEOUT_MS = 240_000;
 const GOAL_MIB_PER_S = 100;
 const GOAL_RSS_MIB = 150;
-const DOCKER = "/usr/bin/docker";
 
 /** The image writes 1 GiB of text: a 16 MiB block it makes first, 64 times. */
 function logDiff(base: string): Files {
@@ -52,6 +53,8 @@ interface RunFigures {
   agentPeakMiB: number;
   coordinatorPeakMiB: number;
   streamedBytes: number;
+  /** The agent's own view of its peaks (bench/lib/memory-probe.ts), in MiB. */
+  probe: Record<string, number>;
 }
 
 /** Follows the size of the job's log file; returns the streaming rate of the container's part. */
@@ -108,7 +111,11 @@ async function streamOnce(
       name: `log-${run}`,
       workDir: scratch.sub(`agent-${run}`),
       capacity: 1,
-      nodeArgs: profile ? ["--cpu-prof", `--cpu-prof-dir=${agentProfiles}`] : [],
+      nodeArgs: [
+        "--import",
+        pathToFileURL(benchScript("memory-probe")).href,
+        ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${agentProfiles}`] : []),
+      ],
     });
     agent = started.child;
     const sampler = new RssSampler([coordinator.pid, agent.pid]);
@@ -132,6 +139,13 @@ async function streamOnce(
     }
     const rate = watch.rate();
     const peaks = sampler.stop();
+    const probeAnswer = agent.waitForEvent("probe", 10_000);
+    agent.signal("SIGUSR2");
+    const probe = Object.fromEntries(
+      Object.entries(await probeAnswer)
+        .filter(([k]) => k !== "ev")
+        .map(([k, v]) => [k, Number(v) / MIB]),
+    );
     const agentPeak = Math.max(peaks.get(agent.pid) ?? 0, peakRssBytes(agent.pid));
     const coordinatorPeak = Math.max(peaks.get(coordinator.pid) ?? 0, peakRssBytes(coordinator.pid));
     return {
@@ -139,6 +153,7 @@ async function streamOnce(
       agentPeakMiB: agentPeak / MIB,
       coordinatorPeakMiB: coordinatorPeak / MIB,
       streamedBytes: rate.bytes,
+      probe,
       analysis,
     };
   } finally {
@@ -160,17 +175,20 @@ async function streamOnce(
 
 /** The same container through the docker CLI to /dev/null: what the engine's attach path gives. */
 function dockerCliRate(contextDir: string, tag: string): number {
-  execFileSync(DOCKER, ["build", "-q", "-t", tag, contextDir], {
+  execFileSync(DOCKER_CLI, ["build", "-q", "-t", tag, contextDir], {
     env: { ...process.env, DOCKER_BUILDKIT: "0" },
   });
   try {
     const t0 = performance.now();
-    execFileSync("bash", ["-c", `"${DOCKER}" run --rm --log-driver none "${tag}" > /dev/null`]);
+    execFileSync("bash", ["-c", `"${DOCKER_CLI}" run --rm --log-driver none "${tag}" > /dev/null`]);
     return GIB / MIB / ((performance.now() - t0) / 1000);
   } finally {
-    execFileSync(DOCKER, ["rmi", "-f", tag], { stdio: "ignore" });
+    execFileSync(DOCKER_CLI, ["rmi", "-f", tag], { stdio: "ignore" });
   }
 }
+
+const probeFigure = (runs: RunFigures[], key: string): string =>
+  fmt(median(runs.map((r) => r.probe[key] ?? Number.NaN)));
 
 export async function logThroughput(): Promise<BenchResult> {
   const t0 = performance.now();
@@ -198,7 +216,16 @@ export async function logThroughput(): Promise<BenchResult> {
       median(runs.map((r) => r.mibPerS)) < GOAL_MIB_PER_S ||
       median(runs.map((r) => r.agentPeakMiB)) > GOAL_RSS_MIB ||
       median(runs.map((r) => r.coordinatorPeakMiB)) > GOAL_RSS_MIB;
-    if (missed) analysis.push(...(await streamOnce(scratch, staging, sink, "profiled", true)).analysis);
+    if (missed) {
+      analysis.push(
+        "Inside the agent (a probe preloaded with `--import`; medians over the runs of each run's peak):",
+        `V8 heap used ${probeFigure(runs, "heapUsed")} MiB, external memory ${probeFigure(runs, "external")} MiB of which`,
+        `ArrayBuffers ${probeFigure(runs, "arrayBuffers")} MiB, and the most bytes one WebSocket held unsent right`,
+        `after a send (ws \`bufferedAmount\`) ${probeFigure(runs, "wsBuffered")} MiB.`,
+        "",
+      );
+      analysis.push(...(await streamOnce(scratch, staging, sink, "profiled", true)).analysis);
+    }
   } finally {
     await sink.close();
     scratch.cleanup();

@@ -66,8 +66,9 @@ async function main(): Promise<void> {
     }
   });
   process.on("SIGTERM", () => {
-    for (const a of agents) a.stop();
-    setTimeout(() => process.exit(0), 100);
+    // Instant jobs leave nothing to clean up; the timer bounds the wait anyway.
+    setTimeout(() => process.exit(0), 2_000).unref();
+    void Promise.allSettled(agents.map((a) => Promise.resolve(a.stop()))).then(() => process.exit(0));
   });
 }
 

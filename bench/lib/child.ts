@@ -136,6 +136,11 @@ export class Child {
     this.proc.stdin?.write(`${line}\n`);
   }
 
+  /** Sends a signal to the child (by its PID). */
+  signal(sig: NodeJS.Signals): void {
+    if (this.running) process.kill(this.pid, sig);
+  }
+
   tailText(): string {
     return this.tail.slice(-30).join("\n");
   }

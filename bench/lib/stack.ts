@@ -1,5 +1,5 @@
 /** Starting the pieces the benchmarks combine: coordinator, agent fleets, light agents, real agents. */
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Timing } from "../../coordinator/config.js";
@@ -7,6 +7,13 @@ import { benchScript, CLI, spawnNode, type Child } from "./child.js";
 import { getJson } from "./webhook-client.js";
 
 export const AGENT_TOKEN = "bench-agent-token-0123456789abcdef";
+
+/**
+ * The docker CLI to use: BENCH_DOCKER, else the engine package's own client (as .ci/run does; a
+ * newer client elsewhere on the PATH may not speak this engine's API version), else `docker`.
+ */
+export const DOCKER_CLI =
+  process.env["BENCH_DOCKER"] ?? (existsSync("/usr/bin/docker") ? "/usr/bin/docker" : "docker");
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
