@@ -15,7 +15,7 @@ import type { AgentConfig } from "./config.js";
 import type { ContainerBackend } from "./container-backend.js";
 import type { SourceCheckout } from "./source-checkout.js";
 import { ActiveJob } from "./active-job.js";
-import { LABEL_AGENT, LABEL_IMAGE_AGENT } from "./job-runner.js";
+import { imageRepository, LABEL_AGENT } from "./job-runner.js";
 import type { Logger } from "./logger.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -58,7 +58,7 @@ export class Agent {
   /** Removes containers and workspaces of an earlier life of this agent, then connects. */
   async start(): Promise<void> {
     const removed = await this.backend.removeLeftovers({ [LABEL_AGENT]: this.config.name });
-    const images = await this.backend.removeLeftoverImages({ [LABEL_IMAGE_AGENT]: this.config.name });
+    const images = await this.backend.removeImagesOf(imageRepository(this.config.name));
     if (removed + images > 0) {
       this.log.info(`removed ${removed} container(s) and ${images} image(s) left by an earlier run`);
     }

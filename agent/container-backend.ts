@@ -69,8 +69,8 @@ export interface ContainerBackend {
   push(tag: string, output: Writable): Promise<void>;
   /** Removes all containers, running or not, that carry all of `labels`; returns how many. */
   removeLeftovers(labels: Record<string, string>): Promise<number>;
-  /** Removes all images that carry all of `labels`; returns how many. */
-  removeLeftoverImages(labels: Record<string, string>): Promise<number>;
+  /** Removes every tag of `repository` (e.g. `pdci-job/agent-1a2b3c`); returns how many. */
+  removeImagesOf(repository: string): Promise<number>;
   /** Throws PdciError("docker_unavailable") when the engine does not answer. */
   ping(): Promise<void>;
 }

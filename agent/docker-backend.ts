@@ -41,7 +41,8 @@ export class DockerBackend implements ContainerBackend {
     try {
       const stream = await this.docker.buildImage(req.context, {
         t: req.tag,
-        labels: req.labels,
+        // Labels given to a build become an extra LABEL step (a container and a commit): skip when empty.
+        ...(Object.keys(req.labels).length > 0 ? { labels: req.labels } : {}),
         rm: true,
         forcerm: true,
         abortSignal: req.signal,
@@ -87,18 +88,15 @@ export class DockerBackend implements ContainerBackend {
     if (failure !== null) throw new PdciError("push_failed", `pushing ${tag} failed: ${failure}`);
   }
 
-  async removeLeftoverImages(labels: Record<string, string>): Promise<number> {
-    const filters = Object.entries(labels).map(([key, value]) => `${key}=${value}`);
-    if (filters.length === 0)
-      throw new PdciError("bad_input", "removeLeftoverImages needs at least one label");
-    const found = await this.docker.listImages({ filters: { label: filters } });
+  async removeImagesOf(repository: string): Promise<number> {
+    const found = await this.docker.listImages({ filters: { reference: [repository] } });
     let removed = 0;
     for (const info of found) {
-      try {
-        await this.docker.getImage(info.Id).remove({ force: true });
+      // By tag, never by id: the id may also carry tags that are not ours (a base image).
+      for (const tag of info.RepoTags ?? []) {
+        if (!tag.startsWith(`${repository}:`)) continue;
+        await this.removeImage(tag);
         removed += 1;
-      } catch (err) {
-        if (statusCode(err) !== 404) throw err;
       }
     }
     return removed;

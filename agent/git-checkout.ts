@@ -33,6 +33,8 @@ export class GitCheckout {
   private readonly cacheDir: string;
   private readonly blockTimeoutMs: number;
   private readonly mirrors = new KeyedSerializer();
+  /** Fetches per mirror since start; pruning kept refs every few fetches is plenty. */
+  private readonly fetches = new Map<string, number>();
 
   /** `blockTimeoutMs`: a git command that prints nothing for this long is killed. */
   constructor(opts: { cacheDir: string; blockTimeoutMs?: number }) {
@@ -45,20 +47,24 @@ export class GitCheckout {
     const mirror = path.join(this.cacheDir, createHash("sha256").update(req.repositoryUri).digest("hex"));
     const jobRef = `refs/pdci/job/${refComponent(req.jobId)}`;
     const workspace = path.resolve(req.workspace);
-    // Everything that touches the mirror happens in one queue per mirror; the checkout does not.
+    // Only what changes the mirror's refs waits in the per-mirror queue; cloning from it does not
+    // (the commit is held by a kept ref, so no later job can make it unreachable).
     const commit = await this.mirrors.run(mirror, async () => {
       await this.prepareMirror(mirror, req.log);
+      let sha = "";
       try {
-        const sha = await this.fetch(mirror, jobRef, req);
-        await mkdir(path.dirname(workspace), { recursive: true });
-        const clone = ["clone", "--quiet", "--shared", "--no-checkout", "--", mirror, workspace];
-        await this.git(this.cacheDir, clone, req.log);
-        await this.keepTip(mirror, sha);
-        return sha;
+        sha = await this.fetch(mirror, jobRef, req);
       } finally {
-        await this.dropJobRefs(mirror, jobRef, req.log);
+        await this.settleRefs(mirror, jobRef, sha, req);
       }
+      return sha;
     });
+    await mkdir(path.dirname(workspace), { recursive: true });
+    await this.git(
+      this.cacheDir,
+      ["clone", "--quiet", "--shared", "--no-checkout", "--", mirror, workspace],
+      req.log,
+    );
     await this.git(workspace, ["checkout", "--quiet", "--detach", commit], req.log);
     req.log(`checked out ${commit}`);
     return { commit };
@@ -131,22 +137,36 @@ export class GitCheckout {
     return (await this.git(repo, ["rev-parse", "--verify", "--quiet", rev], quiet)).trim();
   }
 
-  /** Keeps `sha` as a ref of the mirror, dropping the oldest kept refs beyond KEPT_TIPS. */
-  private async keepTip(mirror: string, sha: string): Promise<void> {
-    await this.git(mirror, ["update-ref", `${KEEP_PREFIX}${sha}`, sha], quiet);
-    const listing = ["for-each-ref", "--sort=-committerdate", "--format=%(refname)", KEEP_PREFIX];
-    const kept = (await this.git(mirror, listing, quiet)).split("\n").filter((line) => line !== "");
-    await deleteRefs(mirror, kept.slice(KEPT_TIPS));
-  }
-
-  /** Deletes the job's temporary refs; a failure is logged, never thrown (the job can go on). */
-  private async dropJobRefs(mirror: string, jobRef: string, log: GitLog): Promise<void> {
+  /**
+   * Keeps the fetched commit as a ref of the mirror (later fetches negotiate from it) and deletes
+   * the job's temporary ref, in one git call. Every KEPT_TIPS jobs the oldest kept refs go.
+   * Failures are logged, never thrown: the job can go on.
+   */
+  private async settleRefs(mirror: string, jobRef: string, sha: string, req: CheckoutRequest): Promise<void> {
     try {
-      const listing = ["for-each-ref", "--format=%(refname)", jobRef, `${jobRef}-heads/`];
-      const refs = (await this.git(mirror, listing, quiet)).split("\n").filter((line) => line !== "");
-      await deleteRefs(mirror, refs);
+      if (req.ref !== "" && sha !== "") {
+        await gitWithInput(
+          mirror,
+          ["update-ref", "--stdin"],
+          `update ${KEEP_PREFIX}${sha} ${sha}\ndelete ${jobRef}\n`,
+        );
+      } else {
+        if (sha !== "") await this.git(mirror, ["update-ref", `${KEEP_PREFIX}${sha}`, sha], quiet);
+        const listing = ["for-each-ref", "--format=%(refname)", jobRef, `${jobRef}-heads/`];
+        await deleteRefs(
+          mirror,
+          (await this.git(mirror, listing, quiet)).split("\n").filter((l) => l !== ""),
+        );
+      }
+      const count = (this.fetches.get(mirror) ?? 0) + 1;
+      this.fetches.set(mirror, count);
+      if (count % KEPT_TIPS === 1) {
+        const listing = ["for-each-ref", "--sort=-committerdate", "--format=%(refname)", KEEP_PREFIX];
+        const kept = (await this.git(mirror, listing, quiet)).split("\n").filter((line) => line !== "");
+        await deleteRefs(mirror, kept.slice(KEPT_TIPS));
+      }
     } catch (err) {
-      log(`warning: could not delete ${jobRef} in the repository cache: ${errorMessage(err)}`);
+      req.log(`warning: could not update the refs of the repository cache: ${errorMessage(err)}`);
     }
   }
 }

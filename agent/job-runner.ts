@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, PdciError } from "../protocol/errors.js";
@@ -9,10 +9,21 @@ import type { LogStreamer } from "./log-streamer.js";
 
 export const LABEL_JOB = "phab-dock-ci.job";
 export const LABEL_AGENT = "phab-dock-ci.agent";
-/** Images get their own label: containers inherit image labels, and leftover cleanup must only
- * match containers this agent created. */
-export const LABEL_IMAGE_JOB = "phab-dock-ci.image-of-job";
-export const LABEL_IMAGE_AGENT = "phab-dock-ci.image-of-agent";
+
+/**
+ * Job images live in one repository per agent, so an agent finds the images an earlier life of it
+ * left behind by name. (Not by label: labels given to a build cost an extra build step.) Docker
+ * repository names are lowercase; the hash keeps names that differ only in case apart.
+ */
+export function imageRepository(agentName: string): string {
+  const safe =
+    agentName
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, "-")
+      .replace(/^-+|-+$/g, "")
+      .slice(0, 40) || "agent";
+  return `pdci-job/${safe}-${createHash("sha256").update(agentName).digest("hex").slice(0, 6)}`;
+}
 
 export interface JobOutcome {
   result: JobResult;
@@ -36,14 +47,10 @@ function banner(log: LogStreamer, text: string): void {
   log.line(`\n--- phab-dock-ci: ${text}`);
 }
 
-/** Docker image tags allow only a small alphabet; job ids are numbers, the suffix keeps them unique. */
-function imageTag(jobId: string): string {
-  const safe =
-    jobId
-      .replace(/[^a-z0-9]/gi, "")
-      .toLowerCase()
-      .slice(0, 32) || "job";
-  return `pdci-job-${safe}-${randomBytes(4).toString("hex")}:latest`;
+/** Tags allow only a small alphabet; job ids are numbers, the suffix keeps retries apart. */
+function imageTag(agentName: string, jobId: string): string {
+  const safe = jobId.replace(/[^A-Za-z0-9_.-]/g, "").slice(0, 32) || "job";
+  return `${imageRepository(agentName)}:${safe}-${randomBytes(4).toString("hex")}`;
 }
 
 function cancelledOutcome(signal: AbortSignal): JobOutcome {
@@ -61,7 +68,7 @@ function cancelledOutcome(signal: AbortSignal): JobOutcome {
 export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
   const { spec, log, signal } = ctx;
   const workspace = join(ctx.workDir, "workspaces", `job-${ctx.jobId}-${randomBytes(3).toString("hex")}`);
-  const tag = imageTag(ctx.jobId);
+  const tag = imageTag(ctx.agentName, ctx.jobId);
   const labels = { [LABEL_JOB]: ctx.jobId, [LABEL_AGENT]: ctx.agentName };
   let built = false;
   try {
@@ -84,7 +91,7 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
       jobId: ctx.jobId,
       context: ctx.git.archive(workspace, commit),
       tag,
-      labels: { [LABEL_IMAGE_JOB]: ctx.jobId, [LABEL_IMAGE_AGENT]: ctx.agentName },
+      labels: {},
       output: log.writable,
       signal,
     });

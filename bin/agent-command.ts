@@ -1,7 +1,6 @@
 import { hostname } from "node:os";
 import { resolve } from "node:path";
 import { Command } from "commander";
-import Conf from "conf";
 import {
   DEFAULT_DOCKER_SOCKET,
   DEFAULT_LOG_MEMORY_BYTES,
@@ -36,19 +35,19 @@ export function addAgentOptions(cmd: Command): Command {
 }
 
 /**
- * The agent remembers its name in its work directory (with `conf`), so a restarted agent comes back
- * under the same name and the coordinator can match it to the jobs it held.
+ * An agent started without a name remembers the one it chose in its work directory (with `conf`),
+ * so a restarted agent comes back under the same name and the coordinator can match it to the
+ * jobs it held.
  */
-function agentName(given: string, workDir: string): string {
+async function agentName(given: string, workDir: string): Promise<string> {
+  if (given) return given;
+  // Loaded only here: an agent given its name never pays for it.
+  const { default: Conf } = await import("conf");
   const identity = new Conf<{ name?: string }>({
     projectName: "phab-dock-ci",
     cwd: workDir,
     configName: "agent",
   });
-  if (given) {
-    if (identity.get("name") !== given) identity.set("name", given);
-    return given;
-  }
   const remembered = identity.get("name");
   if (remembered) return remembered;
   const name = hostname().replace(/[^A-Za-z0-9_.-]/g, "-");
@@ -61,7 +60,7 @@ function reconnectBackoff(capMs: number) {
 }
 
 /** Builds the one validated, frozen agent configuration from flags and environment. */
-export function agentConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): AgentConfig {
+export async function agentConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<AgentConfig> {
   const r = new OptionReader(opts, env);
   const url = r.string("url", "PDCI_URL", "");
   if (!/^wss?:\/\/[^/]+/.test(url))
@@ -89,12 +88,12 @@ export function agentConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEn
     logSpillBytes: DEFAULT_LOG_SPILL_BYTES,
   };
   if (r.problems.length > 0) throw new ConfigError(r.problems);
-  config.name = agentName(given, workDir);
+  config.name = await agentName(given, workDir);
   return Object.freeze(config);
 }
 
 export function agentCommand(run: (config: AgentConfig) => Promise<void>): Command {
   return addAgentOptions(
     new Command("agent").description("run a build agent on this Docker host; it dials the coordinator"),
-  ).action(async (opts: Record<string, unknown>) => run(agentConfig(opts, process.env)));
+  ).action(async (opts: Record<string, unknown>) => run(await agentConfig(opts, process.env)));
 }

@@ -23,13 +23,13 @@ export interface UpConfig {
   sampleBase: string;
 }
 
-export function upConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): UpConfig {
+export async function upConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<UpConfig> {
   const dataDir = String(opts["data"] ?? env["PDCI_DATA"] ?? "./data");
   const token = env["PDCI_AGENT_TOKEN"] || opts["agentTokenFile"] ? undefined : localAgentToken(dataDir);
   const withToken = token ? { ...env, PDCI_AGENT_TOKEN: token } : env;
   const coordinator = coordinatorConfig(opts, withToken);
   const host = coordinator.host === "0.0.0.0" ? "127.0.0.1" : coordinator.host;
-  const agent = agentConfig(
+  const agent = await agentConfig(
     {
       url: `ws://${host}:${coordinator.port}/agent`,
       tokenFile: opts["agentTokenFile"],
@@ -63,5 +63,5 @@ export function upCommand(run: (config: UpConfig) => Promise<void>): Command {
       "--sample-base <image>",
       "base image of the sample repository (PDCI_SAMPLE_BASE, default busybox:latest)",
     );
-  return cmd.action(async (opts: Record<string, unknown>) => run(upConfig(opts, process.env)));
+  return cmd.action(async (opts: Record<string, unknown>) => run(await upConfig(opts, process.env)));
 }

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { test, type TestContext } from "node:test";
 import Dockerode from "dockerode";
-import { LABEL_AGENT, LABEL_IMAGE_AGENT, LABEL_JOB } from "../agent/job-runner.js";
+import { imageRepository, LABEL_AGENT, LABEL_JOB } from "../agent/job-runner.js";
 import { ensureBaseImage, requireDocker } from "./helpers/docker-images.js";
 import type { FakeConduit } from "./helpers/fake-conduit.js";
 import { freePort, startAgentProc, startCoordinatorProc, type Proc } from "./helpers/processes.js";
@@ -198,9 +198,7 @@ test("agent killed -9 mid-job, a second agent available: the job runs again ther
   // The dead agent comes back: it clears what its earlier life left behind.
   await agent(t, s, "agent-a", workA);
   assert.equal(await leftovers(s, id), 0);
-  const images = await s.docker.listImages({
-    filters: { label: [`${LABEL_IMAGE_AGENT}=agent-a-${s.suffix}`] },
-  });
+  const images = await s.docker.listImages({ filters: { reference: [imageRepository(`agent-a-${s.suffix}`)] } });
   assert.equal(images.length, 0, "the restarted agent removed the image of its killed job");
 });
 

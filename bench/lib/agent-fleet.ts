@@ -32,7 +32,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
   const s = JSON.parse(process.env["BENCH_FLEET"] ?? "{}") as Settings;
-  const base = agentConfig(
+  const base = await agentConfig(
     { url: s.url, name: `${s.prefix}-0`, workDir: s.workDir, capacity: String(s.capacity) },
     { PDCI_AGENT_TOKEN: s.token },
   );

@@ -59,7 +59,7 @@ export class InstantBackend implements ContainerBackend {
     return Promise.resolve(0);
   }
 
-  removeLeftoverImages(): Promise<number> {
+  removeImagesOf(): Promise<number> {
     return Promise.resolve(0);
   }
 
