@@ -10,6 +10,7 @@ import {
   type JobAssignMessage,
   type WelcomeMessage,
 } from "../protocol/messages.js";
+import { encodeLogFrame } from "../protocol/log-frame.js";
 import { MAX_FRAME_BYTES, parseCoordinatorMessage } from "../protocol/parse.js";
 import type { AgentConfig } from "./config.js";
 import type { ContainerBackend } from "./container-backend.js";
@@ -127,6 +128,7 @@ export class Agent {
     if (this.ws !== ws) return;
     this.ws = null;
     this.welcome = null;
+    for (const job of this.jobs.values()) job.streamer.disconnected();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = null;
     if (this.stopped) return;
@@ -140,7 +142,8 @@ export class Agent {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
     if (msg.type !== "hello" && msg.type !== "error" && !this.welcome) return false;
-    ws.send(JSON.stringify(msg));
+    if (msg.type === "job.log") ws.send(encodeLogFrame(msg), { binary: true });
+    else ws.send(JSON.stringify(msg));
     return true;
   }
 

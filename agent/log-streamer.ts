@@ -3,6 +3,9 @@ import { Writable } from "node:stream";
 import type { JobLogMessage } from "../protocol/messages.js";
 import { UnackedBytes } from "./unacked-bytes.js";
 
+/** Chunks sent but not yet acknowledged, at most. */
+const IN_FLIGHT_CHUNKS = 8;
+
 export interface LogStreamerOptions {
   jobId: string;
   maxChunkBytes: number;
@@ -30,6 +33,8 @@ export class LogStreamer {
   private sentOffset = 0;
   private total = 0;
   private truncated = false;
+  /** Whether the last send went through; decides between waiting and spilling. */
+  private connected = true;
   private timer: NodeJS.Timeout | null = null;
   private held: (() => void) | null = null;
   private drained: (() => void) | null = null;
@@ -76,14 +81,23 @@ export class LogStreamer {
       }
     }
     if (data.length > 0) {
-      this.unacked.append(data);
+      this.unacked.append(data, this.connected);
       this.total += data.length;
       this.hash.update(data);
     }
     if (this.total - this.sentOffset >= this.opts.maxChunkBytes) this.flush();
     else this.arm();
-    if (this.unacked.full) this.held = () => cb();
+    if (this.mustWait()) this.held = () => cb();
     else cb();
+  }
+
+  /**
+   * Backpressure, not buffering: while connected, the writer waits once memory holds its limit of
+   * unacknowledged bytes (the coordinator is slower than the container). Only a lost connection
+   * lets bytes spill to disk, and a full spill file holds the writer too.
+   */
+  private mustWait(): boolean {
+    return this.unacked.full || (this.connected && this.unacked.bytesInMemory >= this.opts.memoryBytes);
   }
 
   private arm(): void {
@@ -100,36 +114,59 @@ export class LogStreamer {
       clearTimeout(this.timer);
       this.timer = null;
     }
-    while (this.sentOffset < this.total) {
+    // A window of chunks in flight keeps the socket's send buffer, and so memory, small.
+    const window = IN_FLIGHT_CHUNKS * this.opts.maxChunkBytes;
+    while (this.sentOffset < this.total && this.sentOffset - this.unacked.acked < window) {
       const chunk = this.unacked.slice(this.sentOffset, this.opts.maxChunkBytes);
       if (chunk.length === 0) return;
       const ok = this.opts.send({
         type: "job.log",
         jobId: this.opts.jobId,
         offset: this.sentOffset,
-        data: chunk.toString("base64"),
+        data: chunk,
       });
-      if (!ok) return;
+      if (!ok) {
+        this.connected = false;
+        return;
+      }
+      this.connected = true;
       this.sentOffset += chunk.length;
     }
   }
 
   /** The coordinator made bytes up to `offset` durable. */
   ack(offset: number): void {
-    if (offset <= this.unacked.acked) return;
-    this.unacked.ack(offset);
-    if (this.sentOffset < this.unacked.acked) this.sentOffset = this.unacked.acked;
-    if (this.held && !this.unacked.full) {
+    if (this.applyAck(offset) && this.sentOffset < this.total) this.flush();
+  }
+
+  /** The connection is gone: from now on bytes spill to disk instead of holding the writer. */
+  disconnected(): void {
+    this.connected = false;
+    this.releaseIfAllowed();
+  }
+
+  private releaseIfAllowed(): void {
+    if (this.held && !this.mustWait()) {
       const release = this.held;
       this.held = null;
       release();
     }
+  }
+
+  /** Drops acknowledged bytes; returns false when nothing new was acknowledged. */
+  private applyAck(offset: number): boolean {
+    if (offset <= this.unacked.acked) return false;
+    this.unacked.ack(offset);
+    if (this.sentOffset < this.unacked.acked) this.sentOffset = this.unacked.acked;
+    this.releaseIfAllowed();
     if (this.drained && this.unacked.acked === this.total) this.drained();
+    return true;
   }
 
   /** Resend from `offset` (a gap on the coordinator, or a reconnect). */
   rewind(offset: number): void {
-    this.ack(offset);
+    this.applyAck(offset);
+    this.connected = true;
     this.sentOffset = Math.max(this.unacked.acked, Math.min(offset, this.total));
     this.flush();
   }

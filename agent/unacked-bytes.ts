@@ -48,9 +48,16 @@ export class UnackedBytes {
     return this.spillLength >= this.opts.spillBytes;
   }
 
-  append(data: Buffer): void {
+  /**
+   * `mayExceedMemory`: the caller holds its writer back instead (connected, backpressure), so a
+   * chunk that crosses the memory limit stays in memory rather than starting a spill.
+   */
+  append(data: Buffer, mayExceedMemory = false): void {
     if (data.length === 0) return;
-    if (this.spillStart < 0 && this.memoryLength + data.length <= this.opts.memoryBytes) {
+    if (
+      this.spillStart < 0 &&
+      (mayExceedMemory || this.memoryLength + data.length <= this.opts.memoryBytes)
+    ) {
       this.memory.push(data);
       this.memoryLength += data.length;
       return;

@@ -60,7 +60,10 @@ function reconnectBackoff(capMs: number) {
 }
 
 /** Builds the one validated, frozen agent configuration from flags and environment. */
-export async function agentConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<AgentConfig> {
+export async function agentConfig(
+  opts: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+): Promise<AgentConfig> {
   const r = new OptionReader(opts, env);
   const url = r.string("url", "PDCI_URL", "");
   if (!/^wss?:\/\/[^/]+/.test(url))

@@ -23,7 +23,7 @@ export const DEFAULT_TIMING: Timing = Object.freeze({
   leaseMs: 30_000,
   offerTimeoutMs: 10_000,
   logFlushIntervalMs: 250,
-  maxChunkBytes: 256 * 1024,
+  maxChunkBytes: 512 * 1024,
   maxLogBytes: 4 * 1024 * 1024 * 1024,
   cancelGraceMs: 10_000,
   jobTimeoutMs: 60 * 60 * 1000,

@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import { CLOSE_POLICY_VIOLATION, PROTOCOL_VERSION, type HelloMessage } from "../protocol/messages.js";
+import { parseLogFrame } from "../protocol/log-frame.js";
 import { MAX_FRAME_BYTES, parseAgentMessage } from "../protocol/parse.js";
 import { AgentSession } from "./agent-session.js";
 import type { CoordinatorConfig } from "./config.js";
@@ -10,6 +11,11 @@ import type { JobStore } from "./job-store.js";
 import type { Logger } from "./logger.js";
 import type { Scheduler } from "./scheduler.js";
 import { secretEquals } from "./secret-equals.js";
+
+function asBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+}
 
 /** Bad frames tolerated per connection before it is closed with 1008. */
 const MAX_BAD_FRAMES = 5;
@@ -62,8 +68,8 @@ export class Hub {
     };
     ws.on("message", (data, isBinary) => {
       if (this.closed) return;
-      if (isBinary) return refuse("bad_frame", "binary frames are not part of the protocol");
-      const parsed = parseAgentMessage(data.toString());
+      // Binary frames carry job.log (see protocol/log-frame.ts); everything else is JSON text.
+      const parsed = isBinary ? parseLogFrame(asBytes(data)) : parseAgentMessage(data.toString());
       if (!parsed.ok) return refuse(parsed.code, parsed.error);
       if (session) {
         session.lastSeen = Date.now();
@@ -80,6 +86,7 @@ export class Hub {
         return;
       }
       if (parsed.message.type !== "hello") return refuse("hello_first", "the first message must be hello");
+      if (isBinary) return;
       clearTimeout(helloTimer);
       session = this.hello(ws, parsed.message);
     });

@@ -7,6 +7,9 @@ import type { Logger } from "./logger.js";
 import type { Reporter } from "./reporter.js";
 import type { Scheduler } from "./scheduler.js";
 
+/** Shortest time between two log fsyncs (and so between acks); small against the agents' window. */
+const ACK_SYNC_INTERVAL_MS = 5;
+
 /**
  * What happens to jobs when agents talk: claims, heartbeats, logs, results, lost leases.
  * All durable changes go through the store; the in-memory sessions only mirror them.
@@ -14,6 +17,7 @@ import type { Scheduler } from "./scheduler.js";
 export class JobController {
   private readonly ackWaiting = new Map<number, AgentSession>();
   private ackScheduled = false;
+  private lastSync = 0;
   private readonly finishing = new Set<number>();
   private leaseTimer: NodeJS.Timeout | null = null;
   /** What running jobs are doing (fetching, building…): shown in the UI, not worth a disk write. */
@@ -29,9 +33,8 @@ export class JobController {
   ) {}
 
   start(): void {
-    // Offers died with the previous process; running jobs get a fresh lease so their agents can
-    // reconnect and resume before anything is declared lost.
-    for (const job of this.store.jobsInState("offered")) this.store.requeue(job.id, false, []);
+    // Running jobs get a fresh lease, so their agents can reconnect and resume before anything is
+    // declared lost. (Offers lived in memory: those jobs are simply queued.)
     const lease = Date.now() + this.config.timing.leaseMs;
     for (const job of this.store.jobsInState("running"))
       if (job.agent) this.store.renewLeases(job.agent, [job.id], lease);
@@ -79,16 +82,14 @@ export class JobController {
     this.store.renewLeases(session.name, [...listed], Date.now() + this.config.timing.leaseMs);
     // Jobs we think this agent holds but it does not list were lost with its previous life.
     for (const job of this.store.jobsOfAgent(session.name)) {
-      if (job.state === "offered") this.store.requeue(job.id, false, []);
-      else if (!listed.has(job.id)) this.lost(job, "the agent restarted without it");
+      if (!listed.has(job.id)) this.lost(job, "the agent restarted without it");
     }
     return { resumed, cancel };
   }
 
   /** A session closed: its offers go back to the queue; its running jobs keep their leases. */
   disconnected(session: AgentSession): void {
-    for (const id of session.offers.keys()) this.store.requeue(id, false, []);
-    session.offers.clear();
+    for (const id of [...session.offers.keys()]) this.scheduler.withdraw(id);
     this.scheduler.kick();
   }
 
@@ -139,26 +140,16 @@ export class JobController {
   }
 
   private accept(session: AgentSession, id: number): void {
-    const timer = session.offers.get(id);
-    if (timer === undefined) {
+    if (this.scheduler.offerOf(id) !== session) {
       session.send({ type: "job.cancel", jobId: String(id), reason: "offer expired", graceMs: 0 });
       return;
     }
-    clearTimeout(timer);
-    session.offers.delete(id);
+    this.scheduler.withdraw(id);
     const job = this.store.getJob(id);
     const now = Date.now();
-    if (
-      !job ||
-      !this.store.markRunning(
-        id,
-        session.name,
-        now + this.config.timing.leaseMs,
-        now,
-        this.reporter.startedEntries(job),
-      )
-    ) {
-      session.send({ type: "job.cancel", jobId: String(id), reason: "job is no longer offered", graceMs: 0 });
+    const lease = now + this.config.timing.leaseMs;
+    if (!job || !this.store.markRunning(id, session.name, lease, now, this.reporter.startedEntries(job))) {
+      session.send({ type: "job.cancel", jobId: String(id), reason: "job is no longer queued", graceMs: 0 });
       return;
     }
     session.running.add(id);
@@ -168,22 +159,19 @@ export class JobController {
   }
 
   private reject(session: AgentSession, id: number, reason: string): void {
-    const timer = session.offers.get(id);
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    session.offers.delete(id);
+    if (this.scheduler.offerOf(id) !== session) return;
+    this.scheduler.withdraw(id);
     this.scheduler.rejected(id, session.name);
-    this.store.requeue(id, false, []);
     this.log.info(`agent ${session.name} rejected job ${id}: ${reason}`);
     this.scheduler.kick();
   }
 
-  private appendLog(session: AgentSession, id: number, offset: number, data: string): void {
+  private appendLog(session: AgentSession, id: number, offset: number, data: Uint8Array): void {
     if (!session.running.has(id)) {
       session.send({ type: "error", code: "unknown_job", message: `job ${id} is not running on this agent` });
       return;
     }
-    const outcome = this.logs.append(id, offset, Buffer.from(data, "base64"));
+    const outcome = this.logs.append(id, offset, Buffer.from(data.buffer, data.byteOffset, data.byteLength));
     if (outcome.kind === "gap") {
       session.send({ type: "log.rewind", jobId: String(id), offset: outcome.length });
       return;
@@ -198,14 +186,18 @@ export class JobController {
     this.ackWaiting.set(id, session);
     if (!this.ackScheduled) {
       this.ackScheduled = true;
-      // One fsync per tick covers every chunk that arrived in it; only synced bytes are acked.
-      setImmediate(() => this.flushAcks());
+      // One fsync covers every chunk that arrived since the last one; only synced bytes are acked.
+      // Syncing at most every ACK_SYNC_INTERVAL_MS keeps fsyncs few when logs stream fast.
+      const wait = this.lastSync + ACK_SYNC_INTERVAL_MS - Date.now();
+      if (wait <= 0) setImmediate(() => this.flushAcks());
+      else setTimeout(() => this.flushAcks(), wait);
     }
   }
 
   private flushAcks(): void {
     this.ackScheduled = false;
     this.logs.sync();
+    this.lastSync = Date.now();
     for (const [id, session] of this.ackWaiting) {
       session.send({ type: "log.ack", jobId: String(id), offset: this.logs.length(id) });
     }
@@ -266,7 +258,7 @@ export class JobController {
   }
 
   /**
-   * Cancels a job: a queued or offered one ends at once; a running one is stopped by its agent
+   * Cancels a job: a queued one (offered or not) ends at once; a running one is stopped by its agent
    * (docker stop with the grace period), which then reports `cancelled`. A running job whose agent
    * is not connected ends at once; the agent is told to drop it when it comes back.
    */
@@ -285,11 +277,7 @@ export class JobController {
       this.log.info(`job ${id}: cancel sent to ${session.name} (${reason})`);
       return this.store.getJob(id);
     }
-    const timer = session?.offers.get(id);
-    if (timer !== undefined) {
-      clearTimeout(timer);
-      session?.offers.delete(id);
-    }
+    this.scheduler.withdraw(id);
     session?.running.delete(id);
     this.logs.sync();
     this.complete(

@@ -1,10 +1,11 @@
 import type { JobResult } from "../protocol/messages.js";
 
 /**
- * Job lifecycle: queued -> offered (job.assign sent) -> running (job.accept) -> finished.
- * An offer that is rejected or not answered, and a lost job with retries left, go back to queued.
+ * Job lifecycle: queued -> running (job.accept) -> finished. A lost job with retries left goes back
+ * to queued. Offers (job.assign sent, no answer yet) live only in memory: after a restart an
+ * unanswered offer is simply a queued job again.
  */
-export type JobState = "queued" | "offered" | "running" | "finished";
+export type JobState = "queued" | "running" | "finished";
 
 /** What intake stores: everything needed to run and report a job, already validated. */
 export interface NewJob {
@@ -94,15 +95,14 @@ export interface JobStore {
   /** Queued jobs in order (oldest first). */
   queuedJobs(limit: number): Job[];
   jobsInState(state: JobState): Job[];
-  /** Offered and running jobs held by one agent. */
+  /** Running jobs held by one agent. */
   jobsOfAgent(agent: string): Job[];
-  /** Jobs not finished yet (queued, offered, running), oldest first. */
+  /** Jobs not finished yet (queued, running), oldest first. */
   activeJobs(limit: number): Job[];
   requestCancel(id: number, reason: string, silent: boolean): boolean;
   countByState(): Record<JobState, number>;
 
-  markOffered(id: number, agent: string, now: number): boolean;
-  /** Returns an offered or running job to the queue (front, by id); `attempt` grows when it had run. */
+  /** Returns a running job to the queue (front, by id); `attempt` grows when asked. */
   requeue(id: number, countAttempt: boolean, outbox: OutboxEntry[]): boolean;
   markRunning(id: number, agent: string, leaseExpiresAt: number, now: number, outbox: OutboxEntry[]): boolean;
   renewLeases(agent: string, jobIds: number[], leaseExpiresAt: number): void;

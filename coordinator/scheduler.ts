@@ -16,6 +16,8 @@ export class Scheduler {
   readonly sessions = new Map<string, AgentSession>();
   /** Agents that rejected a job, so it is not offered to them again while queued. */
   private readonly rejectedBy = new Map<number, Set<string>>();
+  /** Jobs offered with job.assign and not answered yet (in memory only; see JobState). */
+  private readonly offeredTo = new Map<number, AgentSession>();
   private pending = false;
   private stopped = false;
 
@@ -62,11 +64,11 @@ export class Scheduler {
     const free = [...this.sessions.values()].filter((s) => !s.closed && s.freeSlots() > 0);
     const slots = free.reduce((n, s) => n + s.freeSlots(), 0);
     if (slots === 0) return;
-    const jobs = this.store.queuedJobs(Math.min(MAX_SCAN, slots * SCAN_PER_SLOT));
+    const jobs = this.store.queuedJobs(Math.min(MAX_SCAN, slots * SCAN_PER_SLOT + this.offeredTo.size));
     for (const job of jobs) {
+      if (this.offeredTo.has(job.id)) continue;
       const agent = this.pick(free, job);
       if (!agent) continue;
-      if (!this.store.markOffered(job.id, agent.name, Date.now())) continue;
       this.offer(agent, job);
       if (free.every((s) => s.freeSlots() <= 0)) break;
     }
@@ -85,13 +87,29 @@ export class Scheduler {
 
   private offer(agent: AgentSession, job: Job): void {
     const timer = setTimeout(() => {
-      if (!agent.offers.delete(job.id)) return;
-      this.log.warn(`agent ${agent.name} did not answer the offer of job ${job.id}; requeued`);
-      this.store.requeue(job.id, false, []);
+      if (this.offeredTo.get(job.id) !== agent) return;
+      this.log.warn(`agent ${agent.name} did not answer the offer of job ${job.id}; offering it again`);
+      this.withdraw(job.id);
       this.kick();
     }, this.config.timing.offerTimeoutMs);
     agent.offers.set(job.id, timer);
+    this.offeredTo.set(job.id, agent);
     agent.send({ type: "job.assign", jobId: String(job.id), spec: this.spec(job) });
+  }
+
+  /** The agent a job is offered to, if it is. */
+  offerOf(jobId: number): AgentSession | undefined {
+    return this.offeredTo.get(jobId);
+  }
+
+  /** Ends an offer (answered, refused, expired, or the agent left); the job stays queued. */
+  withdraw(jobId: number): void {
+    const agent = this.offeredTo.get(jobId);
+    if (!agent) return;
+    this.offeredTo.delete(jobId);
+    const timer = agent.offers.get(jobId);
+    if (timer !== undefined) clearTimeout(timer);
+    agent.offers.delete(jobId);
   }
 
   stop(): void {

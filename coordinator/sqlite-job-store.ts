@@ -61,30 +61,47 @@ function toOutbox(r: Row): OutboxMessage {
 /** JobStore on one SQLite file in WAL mode; all calls are synchronous and short. */
 export class SqliteJobStore implements JobStore {
   private readonly db: Database.Database;
+  /** Prepared once per SQL text: preparing is a large share of a small query's cost. */
+  private readonly statements = new Map<string, Database.Statement>();
 
+  /**
+   * Durability: every commit survives a crash of the process (WAL). Only intake also waits for
+   * the disk (synchronous FULL), because Harbormaster never repeats a webhook it got a 202 for.
+   * Everything else a power loss could take back is recovered by the protocol: a running job
+   * whose agent does not list it is run again, and a repeated final message is checked against
+   * the target first (see Reporter).
+   */
   constructor(file: string) {
     this.db = new Database(file);
     this.db.pragma("journal_mode = WAL");
-    // FULL makes every committed transaction durable, which the outbox and intake promise.
-    this.db.pragma("synchronous = FULL");
+    this.db.pragma("synchronous = NORMAL");
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
   }
 
+  private prepare(sql: string): Database.Statement {
+    let stmt = this.statements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
   private row(sql: string, ...args: unknown[]): Row | undefined {
-    return this.db.prepare(sql).get(...args) as Row | undefined;
+    return this.prepare(sql).get(...args) as Row | undefined;
   }
 
   private rows(sql: string, ...args: unknown[]): Row[] {
-    return this.db.prepare(sql).all(...args) as Row[];
+    return this.prepare(sql).all(...args) as Row[];
   }
 
   private changed(sql: string, ...args: unknown[]): boolean {
-    return this.db.prepare(sql).run(...args).changes > 0;
+    return this.prepare(sql).run(...args).changes > 0;
   }
 
   private addOutbox(job: Job, entries: OutboxEntry[], now: number): void {
-    const insert = this.db.prepare(
+    const insert = this.prepare(
       `INSERT INTO outbox (job_id, target_phid, method, params, state, next_attempt_at, created_at)
        VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
     );
@@ -92,23 +109,30 @@ export class SqliteJobStore implements JobStore {
   }
 
   createJob(job: NewJob, now: number): { job: Job; created: boolean } {
+    this.db.pragma("synchronous = FULL");
+    try {
+      return this.insertJob(job, now);
+    } finally {
+      this.db.pragma("synchronous = NORMAL");
+    }
+  }
+
+  private insertJob(job: NewJob, now: number): { job: Job; created: boolean } {
     return this.db.transaction(() => {
       const existing = this.row("SELECT * FROM jobs WHERE target_phid = ?", job.targetPhid);
       if (existing) return { job: toJob(existing), created: false };
-      const info = this.db
-        .prepare(
-          `INSERT INTO jobs (target_phid, repository_uri, ref, commit_hash, labels, meta, state, created_at)
+      const info = this.prepare(
+        `INSERT INTO jobs (target_phid, repository_uri, ref, commit_hash, labels, meta, state, created_at)
            VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)`,
-        )
-        .run(
-          job.targetPhid,
-          job.repositoryUri,
-          job.ref,
-          job.commit,
-          JSON.stringify(job.labels),
-          JSON.stringify(job.meta),
-          now,
-        );
+      ).run(
+        job.targetPhid,
+        job.repositoryUri,
+        job.ref,
+        job.commit,
+        JSON.stringify(job.labels),
+        JSON.stringify(job.meta),
+        now,
+      );
       return { job: this.getJob(Number(info.lastInsertRowid)) as Job, created: true };
     })();
   }
@@ -132,10 +156,9 @@ export class SqliteJobStore implements JobStore {
   }
 
   jobsOfAgent(agent: string): Job[] {
-    return this.rows(
-      "SELECT * FROM jobs WHERE agent = ? AND state IN ('offered', 'running') ORDER BY id",
-      agent,
-    ).map(toJob);
+    return this.rows("SELECT * FROM jobs WHERE agent = ? AND state = 'running' ORDER BY id", agent).map(
+      toJob,
+    );
   }
 
   activeJobs(limit: number): Job[] {
@@ -152,26 +175,18 @@ export class SqliteJobStore implements JobStore {
   }
 
   countByState(): Record<JobState, number> {
-    const counts: Record<JobState, number> = { queued: 0, offered: 0, running: 0, finished: 0 };
+    const counts: Record<JobState, number> = { queued: 0, running: 0, finished: 0 };
     for (const r of this.rows("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")) {
       counts[str(r["state"]) as JobState] = num(r["n"]);
     }
     return counts;
   }
 
-  markOffered(id: number, agent: string, _now: number): boolean {
-    return this.changed(
-      "UPDATE jobs SET state = 'offered', agent = ? WHERE id = ? AND state = 'queued'",
-      agent,
-      id,
-    );
-  }
-
   requeue(id: number, countAttempt: boolean, outbox: OutboxEntry[]): boolean {
     return this.db.transaction(() => {
       const ok = this.changed(
         `UPDATE jobs SET state = 'queued', agent = NULL, lease_expires_at = NULL,
-           attempt = attempt + ? WHERE id = ? AND state IN ('offered', 'running')`,
+           attempt = attempt + ? WHERE id = ? AND state = 'running'`,
         countAttempt ? 1 : 0,
         id,
       );
@@ -189,12 +204,12 @@ export class SqliteJobStore implements JobStore {
   ): boolean {
     return this.db.transaction(() => {
       const ok = this.changed(
-        `UPDATE jobs SET state = 'running', lease_expires_at = ?, started_at = COALESCE(started_at, ?)
-         WHERE id = ? AND state = 'offered' AND agent = ?`,
+        `UPDATE jobs SET state = 'running', agent = ?, lease_expires_at = ?, started_at = COALESCE(started_at, ?)
+         WHERE id = ? AND state = 'queued'`,
+        agent,
         leaseExpiresAt,
         now,
         id,
-        agent,
       );
       if (ok) this.addOutbox(this.getJob(id) as Job, outbox, now);
       return ok;
@@ -203,7 +218,7 @@ export class SqliteJobStore implements JobStore {
 
   renewLeases(agent: string, jobIds: number[], leaseExpiresAt: number): void {
     if (jobIds.length === 0) return;
-    const stmt = this.db.prepare(
+    const stmt = this.prepare(
       "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND agent = ? AND state = 'running'",
     );
     this.db.transaction(() => {
@@ -216,7 +231,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   setLogBytes(id: number, bytes: number): void {
-    this.db.prepare("UPDATE jobs SET log_bytes = ? WHERE id = ?").run(bytes, id);
+    this.prepare("UPDATE jobs SET log_bytes = ? WHERE id = ?").run(bytes, id);
   }
 
   finishJob(id: number, f: Finish, now: number, outbox: OutboxEntry[]): boolean {
@@ -254,15 +269,15 @@ export class SqliteJobStore implements JobStore {
   }
 
   markAttempts(ids: number[]): void {
-    const stmt = this.db.prepare("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?");
+    const stmt = this.prepare("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?");
     this.db.transaction(() => {
       for (const id of ids) stmt.run(id);
     })();
   }
 
   settleOutbox(outcomes: OutboxOutcome[]): void {
-    const sent = this.db.prepare("UPDATE outbox SET state = 'sent', sent_at = ? WHERE id = ?");
-    const other = this.db.prepare(
+    const sent = this.prepare("UPDATE outbox SET state = 'sent', sent_at = ? WHERE id = ?");
+    const other = this.prepare(
       "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
     );
     this.db.transaction(() => {
@@ -274,17 +289,15 @@ export class SqliteJobStore implements JobStore {
   }
 
   revive(errorPrefix: string, now: number): number {
-    return this.db
-      .prepare(
-        "UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state = 'dead' AND substr(last_error, 1, ?) = ?",
-      )
-      .run(now, errorPrefix.length, errorPrefix).changes;
+    return this.prepare(
+      "UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state = 'dead' AND substr(last_error, 1, ?) = ?",
+    ).run(now, errorPrefix.length, errorPrefix).changes;
   }
 
   dropPending(jobId: number, why: string): number {
-    return this.db
-      .prepare("UPDATE outbox SET state = 'dead', last_error = ? WHERE job_id = ? AND state = 'pending'")
-      .run(why, jobId).changes;
+    return this.prepare(
+      "UPDATE outbox SET state = 'dead', last_error = ? WHERE job_id = ? AND state = 'pending'",
+    ).run(why, jobId).changes;
   }
 
   nextOutboxDue(): number | null {
@@ -293,23 +306,23 @@ export class SqliteJobStore implements JobStore {
   }
 
   upsertAgent(a: AgentRecord): void {
-    this.db
-      .prepare(
-        `INSERT INTO agents (name, labels, capacity, version, connected, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+    this.prepare(
+      `INSERT INTO agents (name, labels, capacity, version, connected, last_seen) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT(name) DO UPDATE SET labels = excluded.labels, capacity = excluded.capacity,
            version = excluded.version, connected = excluded.connected, last_seen = excluded.last_seen`,
-      )
-      .run(a.name, JSON.stringify(a.labels), a.capacity, a.version, a.connected ? 1 : 0, a.lastSeen);
+    ).run(a.name, JSON.stringify(a.labels), a.capacity, a.version, a.connected ? 1 : 0, a.lastSeen);
   }
 
   setAgentConnected(name: string, connected: boolean, now: number): void {
-    this.db
-      .prepare("UPDATE agents SET connected = ?, last_seen = ? WHERE name = ?")
-      .run(connected ? 1 : 0, now, name);
+    this.prepare("UPDATE agents SET connected = ?, last_seen = ? WHERE name = ?").run(
+      connected ? 1 : 0,
+      now,
+      name,
+    );
   }
 
   touchAgent(name: string, now: number): void {
-    this.db.prepare("UPDATE agents SET last_seen = ? WHERE name = ?").run(now, name);
+    this.prepare("UPDATE agents SET last_seen = ? WHERE name = ?").run(now, name);
   }
 
   listAgents(): AgentRecord[] {

@@ -15,7 +15,8 @@
  *    job goes back to the front of the queue.
  * 4. `heartbeat` every `welcome.heartbeatIntervalMs` renews the leases of the jobs it lists. A lease
  *    that expires marks the job lost; a late return of the agent gets `job.cancel` for it.
- * 5. Logs are byte ranges: `job.log {offset, data}` (base64 bytes). The coordinator appends only at
+ * 5. Logs are byte ranges: `job.log {offset, data}`, the one binary frame (log-frame.ts), so bytes
+ *    travel unchanged. The coordinator appends only at
  *    its current length, drops the overlap of a resend, answers a gap with `log.rewind`, and acks the
  *    durable length with `log.ack`. The agent keeps unacked bytes and resends them after a reconnect.
  * 6. `job.finished` is sent after the last log byte is acked, and repeated (also across reconnects)
@@ -27,7 +28,7 @@
  */
 
 /** Bumped on any change to a message. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** WebSocket close code for policy violations (repeated bad frames, wrong version). */
 export const CLOSE_POLICY_VIOLATION = 1008;
@@ -98,12 +99,12 @@ export interface JobPhaseMessage {
   phase: JobPhase;
 }
 
+/** Sent as a binary frame (see log-frame.ts), never as JSON text. */
 export interface JobLogMessage {
   type: "job.log";
   jobId: string;
   offset: number;
-  /** base64 of the raw bytes, so binary output survives unchanged. */
-  data: string;
+  data: Uint8Array;
 }
 
 export interface JobFinishedMessage {

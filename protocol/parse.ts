@@ -1,5 +1,12 @@
 import { FieldReader, isRecord } from "./fields.js";
-import type { AgentMessage, CoordinatorMessage, JobLimits, JobSpec, RunningJob } from "./messages.js";
+import type {
+  AgentMessage,
+  CoordinatorMessage,
+  JobLimits,
+  JobLogMessage,
+  JobSpec,
+  RunningJob,
+} from "./messages.js";
 
 /** Largest frame either side accepts, in bytes of JSON text. */
 export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
@@ -46,7 +53,8 @@ const errorMessage = (r: FieldReader) => ({
   message: r.string("message", { max: 4096, allowEmpty: true }),
 });
 
-const agentReaders: Record<string, Reader<AgentMessage>> = {
+/** JSON text frames an agent may send: every message but job.log, which is binary. */
+const agentReaders: Record<string, Reader<Exclude<AgentMessage, JobLogMessage>>> = {
   hello: (r) => ({
     type: "hello",
     protocolVersion: r.int("protocolVersion"),
@@ -67,12 +75,6 @@ const agentReaders: Record<string, Reader<AgentMessage>> = {
     type: "job.phase",
     jobId: r.string("jobId", { max: MAX_ID }),
     phase: r.oneOf("phase", ["fetching", "building", "running", "pushing", "cleaning"] as const),
-  }),
-  "job.log": (r) => ({
-    type: "job.log",
-    jobId: r.string("jobId", { max: MAX_ID }),
-    offset: r.int("offset"),
-    data: r.string("data", { max: MAX_FRAME_BYTES, allowEmpty: true }),
   }),
   "job.finished": (r) => ({
     type: "job.finished",
@@ -136,8 +138,8 @@ const coordinatorReaders: Record<string, Reader<CoordinatorMessage>> = {
   error: errorMessage,
 };
 
-/** Parses a frame an agent sent. Never throws. */
-export function parseAgentMessage(text: string): ParseResult<AgentMessage> {
+/** Parses a text frame an agent sent. Never throws. */
+export function parseAgentMessage(text: string): ParseResult<Exclude<AgentMessage, JobLogMessage>> {
   return parseWith(text, agentReaders);
 }
 

@@ -198,7 +198,9 @@ test("agent killed -9 mid-job, a second agent available: the job runs again ther
   // The dead agent comes back: it clears what its earlier life left behind.
   await agent(t, s, "agent-a", workA);
   assert.equal(await leftovers(s, id), 0);
-  const images = await s.docker.listImages({ filters: { reference: [imageRepository(`agent-a-${s.suffix}`)] } });
+  const images = await s.docker.listImages({
+    filters: { reference: [imageRepository(`agent-a-${s.suffix}`)] },
+  });
   assert.equal(images.length, 0, "the restarted agent removed the image of its killed job");
 });
 

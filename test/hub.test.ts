@@ -78,7 +78,7 @@ test("garbage frames get error frames, repeated garbage closes with 1008, other 
   const bad = await probe(wsUrl(c.url));
   bad.ws.send(hello({ name: "bad" }));
   await waitFor("welcome", () => bad.frames.some((f) => f["type"] === "welcome"));
-  const junk = ["{", "[]", '{"type":"job.log"}', '{"type":"nope"}', Buffer.from([0, 1, 2])];
+  const junk = ["{", "[]", '{"type":"job.finished","jobId":"1"}', '{"type":"nope"}', Buffer.from([0, 1, 2])];
   for (const j of junk) bad.ws.send(j);
   const closed = await bad.closed;
   assert.equal(closed.code, 1008);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { fullJitterDelay } from "../protocol/backoff.js";
+import { encodeLogFrame, parseLogFrame } from "../protocol/log-frame.js";
 import { PROTOCOL_VERSION } from "../protocol/messages.js";
 import { parseAgentMessage, parseCoordinatorMessage } from "../protocol/parse.js";
 import { refProblem, repositoryUriProblem } from "../protocol/validate.js";
@@ -28,7 +29,7 @@ const garbage: Array<[string, string]> = [
   ["unknown type", '{"type":"rm -rf"}'],
   ["proto key", '{"type":"__proto__"}'],
   ["missing fields", '{"type":"job.log","jobId":"1"}'],
-  ["negative offset", '{"type":"job.log","jobId":"1","offset":-1,"data":""}'],
+  ["job.log as text", '{"type":"job.log","jobId":"1","offset":1,"data":""}'],
   [
     "float capacity",
     '{"type":"hello","protocolVersion":1,"name":"a","labels":[],"capacity":1.5,"agentVersion":"","running":[]}',
@@ -95,5 +96,34 @@ test("validation accepts the URIs Phabricator hands out and refuses options", ()
   assert.equal(refProblem("refs/tags/phabricator/diff/12"), null);
   for (const bad of ["--upload-pack=x", "refs/../x", "refs/tags/x.lock", "refs/tags/a b", "HEAD"]) {
     assert.notEqual(refProblem(bad), null, bad);
+  }
+});
+
+test("binary job.log frames round-trip raw bytes, and bad ones are refused", () => {
+  const data = new Uint8Array([0, 255, 10, 13, 0x80, 1]);
+  const frame = encodeLogFrame({ type: "job.log", jobId: "jöb-7", offset: 12, data });
+  const r = parseLogFrame(frame);
+  assert.ok(r.ok);
+  if (r.ok) {
+    assert.equal(r.message.jobId, "jöb-7");
+    assert.equal(r.message.offset, 12);
+    assert.deepEqual([...r.message.data], [...data]);
+  }
+  const broken: Array<[string, Uint8Array]> = [
+    ["empty", new Uint8Array(0)],
+    ["wrong kind", new Uint8Array([9, 0, 0, 0, 0])],
+    ["header too long", new Uint8Array([1, 255, 255, 255, 255, 1])],
+    ["header not json", new Uint8Array([1, 0, 0, 0, 2, 123, 123])],
+    [
+      "negative offset",
+      encodeLogFrame({ type: "job.log", jobId: "1", offset: 0, data }).map((b, i) => (i === 0 ? 1 : b)),
+    ],
+  ];
+  const neg = new TextEncoder().encode('{"jobId":"1","offset":-4}');
+  broken[4] = ["negative offset", Uint8Array.from([1, 0, 0, 0, neg.length, ...neg])];
+  for (const [name, bytes] of broken) {
+    const p = parseLogFrame(bytes);
+    assert.equal(p.ok, false, name);
+    if (!p.ok) assert.equal(p.code, "bad_frame", name);
   }
 });

@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { createInterface } from "node:readline";
 import { WebSocket } from "ws";
 import { PROTOCOL_VERSION } from "../../protocol/messages.js";
+import { encodeLogFrame } from "../../protocol/log-frame.js";
 
 interface Settings {
   url: string;
@@ -84,7 +85,9 @@ function client(s: Settings, name: string, welcomed: () => void, failed: () => v
       case "job.assign":
         running.add(jobId);
         send({ type: "job.accept", jobId });
-        send({ type: "job.log", jobId, offset: 0, data: LOG_TEXT.toString("base64") });
+        if (ws.readyState === WebSocket.OPEN) {
+          ws.send(encodeLogFrame({ type: "job.log", jobId, offset: 0, data: LOG_TEXT }), { binary: true });
+        }
         return;
       case "log.ack":
         if (running.has(jobId) && Number(msg["offset"]) >= LOG_TEXT.length) {
