@@ -7,6 +7,7 @@ import { AbortWatcher } from "./abort-watcher.js";
 import { cancelJob } from "./cancel-api.js";
 import { ConduitClient } from "./conduit-client.js";
 import { Hub } from "./hub.js";
+import { IntakeBatcher } from "./intake-batcher.js";
 import { JobController } from "./job-controller.js";
 import type { JobStore } from "./job-store.js";
 import { LogStore } from "./log-store.js";
@@ -54,6 +55,7 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger): 
       )
     : null;
   const hub = new Hub(config, store, scheduler, jobs, log);
+  const intake = new IntakeBatcher(store, () => scheduler.kick());
   const api: ReadApi = {
     store,
     logs,
@@ -65,7 +67,7 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger): 
   const route = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (WEBHOOK_PATHS.has(url.pathname)) {
-      return handleWebhook(req, res, url, config, store, api.jobUrl, () => scheduler.kick(), log);
+      return handleWebhook(req, res, url, config, intake, api.jobUrl, log);
     }
     const cancel = CANCEL_PATH.exec(url.pathname);
     if (cancel) return cancelJob(req, res, Number(cancel[1]), config, jobs, api);

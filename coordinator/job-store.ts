@@ -88,8 +88,11 @@ export interface Finish {
  * transaction, so a crash at any point leaves a consistent store.
  */
 export interface JobStore {
-  /** Inserts a job unless one exists for the target; returns the job and whether it was created. */
-  createJob(job: NewJob, now: number): { job: Job; created: boolean };
+  /**
+   * Inserts each job unless one exists for its target (also earlier in the same list), in one
+   * durable transaction; returns each job and whether it was created.
+   */
+  createJobs(jobs: NewJob[], now: number): Array<{ job: Job; created: boolean }>;
   getJob(id: number): Job | undefined;
   listJobs(limit: number, beforeId?: number): Job[];
   /** Queued jobs in order (oldest first). */

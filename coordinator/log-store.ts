@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import {
   closeSync,
   createReadStream,
@@ -24,6 +24,8 @@ interface OpenLog {
   fd: number;
   length: number;
   dirty: boolean;
+  /** SHA-256 of every byte, kept while appending; null when the log was opened part-written. */
+  hash: Hash | null;
 }
 
 /**
@@ -49,7 +51,8 @@ export class LogStore {
     let log = this.open.get(jobId);
     if (!log) {
       const fd = openSync(this.path(jobId), "a");
-      log = { fd, length: fstatSync(fd).size, dirty: false };
+      const length = fstatSync(fd).size;
+      log = { fd, length, dirty: false, hash: length === 0 ? createHash("sha256") : null };
       this.open.set(jobId, log);
     }
     return log;
@@ -76,6 +79,7 @@ export class LogStore {
     while (written < fresh.length) written += writeSync(log.fd, fresh, written);
     log.length += fresh.length;
     log.dirty = true;
+    log.hash?.update(fresh);
     return { kind: "ok", length: log.length };
   }
 
@@ -113,6 +117,8 @@ export class LogStore {
   }
 
   async sha256(jobId: number): Promise<string> {
+    const kept = this.open.get(jobId)?.hash;
+    if (kept) return kept.copy().digest("hex");
     const hash = createHash("sha256");
     try {
       for await (const chunk of createReadStream(this.path(jobId))) hash.update(chunk as Buffer);

@@ -108,33 +108,31 @@ export class SqliteJobStore implements JobStore {
     for (const e of entries) insert.run(job.id, job.targetPhid, e.method, JSON.stringify(e.params), now, now);
   }
 
-  createJob(job: NewJob, now: number): { job: Job; created: boolean } {
+  createJobs(jobs: NewJob[], now: number): Array<{ job: Job; created: boolean }> {
     this.db.pragma("synchronous = FULL");
     try {
-      return this.insertJob(job, now);
+      return this.db.transaction(() => jobs.map((job) => this.insertJob(job, now)))();
     } finally {
       this.db.pragma("synchronous = NORMAL");
     }
   }
 
   private insertJob(job: NewJob, now: number): { job: Job; created: boolean } {
-    return this.db.transaction(() => {
-      const existing = this.row("SELECT * FROM jobs WHERE target_phid = ?", job.targetPhid);
-      if (existing) return { job: toJob(existing), created: false };
-      const info = this.prepare(
-        `INSERT INTO jobs (target_phid, repository_uri, ref, commit_hash, labels, meta, state, created_at)
-           VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)`,
-      ).run(
-        job.targetPhid,
-        job.repositoryUri,
-        job.ref,
-        job.commit,
-        JSON.stringify(job.labels),
-        JSON.stringify(job.meta),
-        now,
-      );
-      return { job: this.getJob(Number(info.lastInsertRowid)) as Job, created: true };
-    })();
+    const existing = this.row("SELECT * FROM jobs WHERE target_phid = ?", job.targetPhid);
+    if (existing) return { job: toJob(existing), created: false };
+    const info = this.prepare(
+      `INSERT INTO jobs (target_phid, repository_uri, ref, commit_hash, labels, meta, state, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)`,
+    ).run(
+      job.targetPhid,
+      job.repositoryUri,
+      job.ref,
+      job.commit,
+      JSON.stringify(job.labels),
+      JSON.stringify(job.meta),
+      now,
+    );
+    return { job: this.getJob(Number(info.lastInsertRowid)) as Job, created: true };
   }
 
   getJob(id: number): Job | undefined {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { CoordinatorConfig } from "./config.js";
 import { parseChangeHook, parseHarbormasterHook } from "./intake.js";
-import type { JobStore } from "./job-store.js";
+import type { IntakeBatcher } from "./intake-batcher.js";
 import type { Logger } from "./logger.js";
 import { sendJson } from "./respond.js";
 import { secretEquals } from "./secret-equals.js";
@@ -33,9 +33,8 @@ export function handleWebhook(
   res: ServerResponse,
   url: URL,
   config: CoordinatorConfig,
-  store: JobStore,
+  intake: IntakeBatcher,
   jobUrl: (id: number) => string,
-  onCreated: () => void,
   log: Logger,
 ): void {
   // The body is never used; drain it so keep-alive connections stay usable.
@@ -56,15 +55,23 @@ export function handleWebhook(
     log.warn(`webhook refused: ${parsed.problems.join("; ")}`);
     return sendJson(res, 400, { error: "bad request", problems: parsed.problems });
   }
-  const { job, created } = store.createJob(parsed.job, Date.now());
-  if (created) {
-    log.info(`job ${job.id} queued for ${job.targetPhid} (${job.repositoryUri} ${job.ref || job.commit})`);
-    onCreated();
-  }
-  sendJson(res, created ? 202 : 200, {
-    jobId: job.id,
-    url: jobUrl(job.id),
-    state: job.state,
-    duplicate: !created,
-  });
+  intake.submit(parsed.job).then(
+    ({ job, created }) => {
+      if (created)
+        log.info(
+          `job ${job.id} queued for ${job.targetPhid} (${job.repositoryUri} ${job.ref || job.commit})`,
+        );
+      sendJson(res, created ? 202 : 200, {
+        jobId: job.id,
+        url: jobUrl(job.id),
+        state: job.state,
+        duplicate: !created,
+      });
+    },
+    (err: unknown) => {
+      // Only a failing disk gets here; Harbormaster fails the target, which is honest.
+      log.error(`storing a webhook's job failed: ${String(err)}`);
+      sendJson(res, 500, { error: "could not store the job" });
+    },
+  );
 }
