@@ -33,6 +33,7 @@ export class ActiveJob {
   private done = false;
   private hasEnded = false;
   private execution: Promise<void> | null = null;
+  private readonly cleanups: Array<Promise<void>> = [];
 
   constructor(
     readonly id: string,
@@ -58,8 +59,9 @@ export class ActiveJob {
   }
 
   /** Resolves once the job's container, image and workspace are cleaned up. */
-  settled(): Promise<void> {
-    return this.execution ?? Promise.resolve();
+  async settled(): Promise<void> {
+    await this.execution;
+    await Promise.all(this.cleanups);
   }
 
   private async execute(): Promise<void> {
@@ -73,6 +75,8 @@ export class ActiveJob {
       log: this.streamer,
       signal: this.abort.signal,
       phase: (phase) => this.deps.send({ type: "job.phase", jobId: this.id, phase }),
+      background: (work) => this.cleanups.push(work),
+      warn: (message) => this.deps.log.warn(message),
     });
     this.hasEnded = true;
     const { totalBytes, sha256 } = await this.streamer.finish();

@@ -41,6 +41,9 @@ export interface RunJobContext {
   log: LogStreamer;
   signal: AbortSignal;
   phase: (phase: JobPhase) => void;
+  /** Work that may finish after the outcome is known (cleanup); the caller waits for it later. */
+  background: (work: Promise<void>) => void;
+  warn: (message: string) => void;
 }
 
 function banner(log: LogStreamer, text: string): void {
@@ -63,7 +66,8 @@ function cancelledOutcome(signal: AbortSignal): JobOutcome {
 
 /**
  * Runs one job start to end: checkout, build, run. Never throws: every failure becomes a `fail`
- * outcome with a reason, and the workspace, container and image are removed in every case.
+ * outcome with a reason. The container is removed before it returns; the image and workspace are
+ * removed in every case, in the background (see `background`).
  */
 export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
   const { spec, log, signal } = ctx;
@@ -133,8 +137,9 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
           : "error";
     return { result: "fail", exitCode: null, reason: `${stage}: ${firstLine(errorMessage(err))}` };
   } finally {
+    // The container is already removed; the image and workspace go while the result is reported.
     ctx.phase("cleaning");
-    await cleanup(ctx, workspace, built ? tag : null);
+    ctx.background(cleanup(ctx, workspace, built ? tag : null));
   }
 }
 
@@ -150,5 +155,5 @@ async function cleanup(ctx: RunJobContext, workspace: string, tag: string | null
   await rm(workspace, { recursive: true, force: true }).catch((err: unknown) =>
     errors.push(`workspace: ${errorMessage(err)}`),
   );
-  if (errors.length > 0) banner(ctx.log, `cleanup problems: ${errors.join("; ")}`);
+  if (errors.length > 0) ctx.warn(`job ${ctx.jobId}: cleanup problems: ${errors.join("; ")}`);
 }

@@ -12,6 +12,14 @@ import type { Logger } from "./logger.js";
 import type { Scheduler } from "./scheduler.js";
 import { secretEquals } from "./secret-equals.js";
 
+/** The frame an idle agent sends every interval: known by heart, so thousands of agents cost little. */
+const IDLE_HEARTBEAT = '{"type":"heartbeat","running":[]}';
+
+function parseText(text: string): ReturnType<typeof parseAgentMessage> {
+  if (text === IDLE_HEARTBEAT) return { ok: true, message: { type: "heartbeat", running: [] } };
+  return parseAgentMessage(text);
+}
+
 function asBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
   if (Array.isArray(data)) return Buffer.concat(data);
   return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
@@ -28,7 +36,13 @@ const CLOSE_REPLACED = 4000;
  * handshake, and hands every parsed frame to the job controller.
  */
 export class Hub {
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+  // Text frames are parsed as JSON right away, which copes with any bytes; ws's own UTF-8 check
+  // would only spend CPU on every heartbeat.
+  private readonly wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_FRAME_BYTES,
+    skipUTF8Validation: true,
+  });
   private silenceTimer: NodeJS.Timeout | null = null;
   /** After close, late socket events must not touch the (closed) store. */
   private closed = false;
@@ -69,7 +83,7 @@ export class Hub {
     ws.on("message", (data, isBinary) => {
       if (this.closed) return;
       // Binary frames carry job.log (see protocol/log-frame.ts); everything else is JSON text.
-      const parsed = isBinary ? parseLogFrame(asBytes(data)) : parseAgentMessage(data.toString());
+      const parsed = isBinary ? parseLogFrame(asBytes(data)) : parseText(data.toString());
       if (!parsed.ok) return refuse(parsed.code, parsed.error);
       if (session) {
         session.lastSeen = Date.now();
