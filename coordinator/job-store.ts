@@ -110,7 +110,6 @@ export interface JobStore {
   markRunning(id: number, agent: string, leaseExpiresAt: number, now: number, outbox: OutboxEntry[]): boolean;
   renewLeases(agent: string, jobIds: number[], leaseExpiresAt: number): void;
   expiredLeases(now: number): Job[];
-  setLogBytes(id: number, bytes: number): void;
   finishJob(id: number, finish: Finish, now: number, outbox: OutboxEntry[]): boolean;
 
   /** Pending messages that are due, skipping any target that has an earlier pending message. */
@@ -128,7 +127,6 @@ export interface JobStore {
 
   upsertAgent(agent: AgentRecord): void;
   setAgentConnected(name: string, connected: boolean, now: number): void;
-  touchAgent(name: string, now: number): void;
   listAgents(): AgentRecord[];
 
   close(): void;

@@ -228,10 +228,6 @@ export class SqliteJobStore implements JobStore {
     return this.rows("SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at < ?", now).map(toJob);
   }
 
-  setLogBytes(id: number, bytes: number): void {
-    this.prepare("UPDATE jobs SET log_bytes = ? WHERE id = ?").run(bytes, id);
-  }
-
   finishJob(id: number, f: Finish, now: number, outbox: OutboxEntry[]): boolean {
     return this.db.transaction(() => {
       const ok = this.changed(
@@ -317,10 +313,6 @@ export class SqliteJobStore implements JobStore {
       now,
       name,
     );
-  }
-
-  touchAgent(name: string, now: number): void {
-    this.prepare("UPDATE agents SET last_seen = ? WHERE name = ?").run(now, name);
   }
 
   listAgents(): AgentRecord[] {
