@@ -42,23 +42,41 @@ export class GitCheckout {
     this.blockTimeoutMs = opts.blockTimeoutMs ?? 10 * 60_000;
   }
 
+  /** Fetch into the cache, then the workspace: see `fetch` and `materialize`. */
   async checkout(req: CheckoutRequest): Promise<{ commit: string }> {
+    const { commit } = await this.fetch(req);
+    await this.materialize(req, commit);
+    return { commit };
+  }
+
+  private mirrorOf(repositoryUri: string): string {
+    return path.join(this.cacheDir, createHash("sha256").update(repositoryUri).digest("hex"));
+  }
+
+  /** Fetches the revision into the repository's cache and returns its commit. */
+  async fetch(req: CheckoutRequest): Promise<{ commit: string }> {
     checkRequest(req);
-    const mirror = path.join(this.cacheDir, createHash("sha256").update(req.repositoryUri).digest("hex"));
+    const mirror = this.mirrorOf(req.repositoryUri);
     const jobRef = `refs/pdci/job/${refComponent(req.jobId)}`;
-    const workspace = path.resolve(req.workspace);
     // Only what changes the mirror's refs waits in the per-mirror queue; cloning from it does not
     // (the commit is held by a kept ref, so no later job can make it unreachable).
     const commit = await this.mirrors.run(mirror, async () => {
       await this.prepareMirror(mirror, req.log);
       let sha = "";
       try {
-        sha = await this.fetch(mirror, jobRef, req);
+        sha = await this.fetchInto(mirror, jobRef, req);
       } finally {
         await this.settleRefs(mirror, jobRef, sha, req);
       }
       return sha;
     });
+    return { commit };
+  }
+
+  /** Makes `req.workspace` a checkout of a fetched commit (objects shared with the cache). */
+  async materialize(req: CheckoutRequest, commit: string): Promise<void> {
+    const workspace = path.resolve(req.workspace);
+    const mirror = this.mirrorOf(req.repositoryUri);
     await mkdir(path.dirname(workspace), { recursive: true });
     await this.git(
       this.cacheDir,
@@ -67,7 +85,11 @@ export class GitCheckout {
     );
     await this.git(workspace, ["checkout", "--quiet", "--detach", commit], req.log);
     req.log(`checked out ${commit}`);
-    return { commit };
+  }
+
+  /** The tree of a fetched commit straight from the cache, so a build need not wait for a workspace. */
+  archiveFromCache(repositoryUri: string, commit: string): NodeJS.ReadableStream {
+    return this.archive(this.mirrorOf(repositoryUri), commit);
   }
 
   /** Streams `git archive --format=tar <commit>` of the workspace: a build context without `.git`. */
@@ -99,7 +121,7 @@ export class GitCheckout {
     await this.git(mirror, ["config", "maintenance.auto", "false"], quiet);
   }
 
-  private async fetch(mirror: string, jobRef: string, req: CheckoutRequest): Promise<string> {
+  private async fetchInto(mirror: string, jobRef: string, req: CheckoutRequest): Promise<string> {
     const fetch = ["fetch", "--no-tags", "--force", "--progress", "--", req.repositoryUri];
     if (req.ref !== "") {
       await this.git(mirror, [...fetch, `+${req.ref}:${jobRef}`], req.log);

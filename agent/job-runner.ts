@@ -75,30 +75,38 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
   const tag = imageTag(ctx.agentName, ctx.jobId);
   const labels = { [LABEL_JOB]: ctx.jobId, [LABEL_AGENT]: ctx.agentName };
   let built = false;
+  let workspaceReady: Promise<void> = Promise.resolve();
   try {
     ctx.phase("fetching");
     banner(log, `fetching ${spec.ref || spec.commit} from ${spec.repositoryUri}`);
-    const { commit } = await ctx.git.checkout({
+    const source = {
       jobId: ctx.jobId,
       repositoryUri: spec.repositoryUri,
       ref: spec.ref,
       commit: spec.commit,
       workspace,
       log: (text: string) => log.line(text),
-    });
+    };
+    const { commit } = await ctx.git.fetch(source);
     if (signal.aborted) return cancelledOutcome(signal);
 
+    // The build reads the tree from the cache; the workspace is checked out meanwhile, its lines
+    // held back so they do not interleave with the build output.
+    const held: string[] = [];
+    workspaceReady = ctx.git.materialize({ ...source, log: (text) => held.push(text) }, commit);
     ctx.phase("building");
     banner(log, `building commit ${commit}`);
     built = true;
     await ctx.backend.build({
       jobId: ctx.jobId,
-      context: ctx.git.archive(workspace, commit),
+      context: ctx.git.archiveFromCache(spec.repositoryUri, commit),
       tag,
       labels: {},
       output: log.writable,
       signal,
     });
+    await workspaceReady;
+    for (const line of held) log.line(line);
     if (signal.aborted) return cancelledOutcome(signal);
 
     ctx.phase("running");
@@ -139,7 +147,7 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
   } finally {
     // The container is already removed; the image and workspace go while the result is reported.
     ctx.phase("cleaning");
-    ctx.background(cleanup(ctx, workspace, built ? tag : null));
+    ctx.background(cleanup(ctx, workspace, built ? tag : null, workspaceReady));
   }
 }
 
@@ -148,8 +156,15 @@ function firstLine(text: string): string {
   return line.length > 300 ? `${line.slice(0, 300)}…` : line;
 }
 
-async function cleanup(ctx: RunJobContext, workspace: string, tag: string | null): Promise<void> {
+async function cleanup(
+  ctx: RunJobContext,
+  workspace: string,
+  tag: string | null,
+  workspaceReady: Promise<void>,
+): Promise<void> {
   const errors: string[] = [];
+  // A checkout still writing would race the removal of its directory.
+  await workspaceReady.catch(() => undefined);
   if (tag)
     await ctx.backend.removeImage(tag).catch((err: unknown) => errors.push(`image: ${errorMessage(err)}`));
   await rm(workspace, { recursive: true, force: true }).catch((err: unknown) =>

@@ -18,12 +18,16 @@ export class InstantCheckout implements SourceCheckout {
   /** `onCheckout` runs synchronously when a job starts, right after its job.assign was handled. */
   constructor(private readonly onCheckout: (jobId: string) => void = () => undefined) {}
 
-  checkout(req: CheckoutRequest): Promise<{ commit: string }> {
+  fetch(req: CheckoutRequest): Promise<{ commit: string }> {
     this.onCheckout(req.jobId);
     return Promise.resolve({ commit: ZERO_COMMIT });
   }
 
-  archive(): NodeJS.ReadableStream {
+  materialize(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  archiveFromCache(): NodeJS.ReadableStream {
     return Readable.from([]);
   }
 }
