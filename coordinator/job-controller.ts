@@ -8,7 +8,7 @@ import type { Reporter } from "./reporter.js";
 import type { Scheduler } from "./scheduler.js";
 
 /** Shortest time between two log fsyncs (and so between acks); small against the agents' window. */
-const ACK_SYNC_INTERVAL_MS = 5;
+const ACK_SYNC_INTERVAL_MS = 10;
 
 /**
  * What happens to jobs when agents talk: claims, heartbeats, logs, results, lost leases.

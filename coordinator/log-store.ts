@@ -3,7 +3,7 @@ import {
   closeSync,
   createReadStream,
   fstatSync,
-  fsyncSync,
+  fdatasyncSync,
   mkdirSync,
   openSync,
   renameSync,
@@ -87,7 +87,7 @@ export class LogStore {
   sync(): void {
     for (const log of this.open.values()) {
       if (log.dirty) {
-        fsyncSync(log.fd);
+        fdatasyncSync(log.fd);
         log.dirty = false;
       }
     }
@@ -97,7 +97,7 @@ export class LogStore {
   close(jobId: number): void {
     const log = this.open.get(jobId);
     if (!log) return;
-    if (log.dirty) fsyncSync(log.fd);
+    if (log.dirty) fdatasyncSync(log.fd);
     closeSync(log.fd);
     this.open.delete(jobId);
   }

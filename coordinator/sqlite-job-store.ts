@@ -100,12 +100,15 @@ export class SqliteJobStore implements JobStore {
     return this.prepare(sql).run(...args).changes > 0;
   }
 
-  private addOutbox(job: Job, entries: OutboxEntry[], now: number): void {
+  /** Queues Conduit calls for a job; inside the caller's transaction. */
+  private addOutbox(jobId: number, entries: OutboxEntry[], now: number): void {
+    if (entries.length === 0) return;
+    const target = this.row("SELECT target_phid FROM jobs WHERE id = ?", jobId)?.["target_phid"];
     const insert = this.prepare(
       `INSERT INTO outbox (job_id, target_phid, method, params, state, next_attempt_at, created_at)
        VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
     );
-    for (const e of entries) insert.run(job.id, job.targetPhid, e.method, JSON.stringify(e.params), now, now);
+    for (const e of entries) insert.run(jobId, target, e.method, JSON.stringify(e.params), now, now);
   }
 
   createJobs(jobs: NewJob[], now: number): Array<{ job: Job; created: boolean }> {
@@ -188,7 +191,7 @@ export class SqliteJobStore implements JobStore {
         countAttempt ? 1 : 0,
         id,
       );
-      if (ok) this.addOutbox(this.getJob(id) as Job, outbox, Date.now());
+      if (ok) this.addOutbox(id, outbox, Date.now());
       return ok;
     })();
   }
@@ -209,7 +212,7 @@ export class SqliteJobStore implements JobStore {
         now,
         id,
       );
-      if (ok) this.addOutbox(this.getJob(id) as Job, outbox, now);
+      if (ok) this.addOutbox(id, outbox, now);
       return ok;
     })();
   }
@@ -242,7 +245,7 @@ export class SqliteJobStore implements JobStore {
         now,
         id,
       );
-      if (ok) this.addOutbox(this.getJob(id) as Job, outbox, now);
+      if (ok) this.addOutbox(id, outbox, now);
       return ok;
     })();
   }
