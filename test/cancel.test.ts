@@ -9,7 +9,6 @@ import {
   API_TOKEN,
   conduitConfig,
   coordinatorTestConfig,
-  getJson,
   startFakeConduit,
   startTestAgent,
   startTestCoordinator,
@@ -18,6 +17,7 @@ import {
   uniqueName,
   waitFor,
   waitForJob,
+  waitForJobWhere,
   webhook,
   wsUrl,
 } from "./helpers/stack.js";
@@ -58,11 +58,12 @@ async function startJob(s: Scenario, target: string, diff = 1): Promise<number> 
     `/harbormaster?target=${target}&staging=${s.staging}&ref=refs/tags/phabricator/diff/${diff}`,
   );
   const id = Number(res.body["jobId"]);
-  for (let i = 0; i < 1500; i++) {
-    const job = await getJson(`${s.url}/api/jobs/${id}`);
-    if (job["phase"] === "running" && Number(job["logBytes"]) > 0) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitForJobWhere(
+    s.url,
+    id,
+    "container output",
+    (j) => j["phase"] === "running" && Number(j["logBytes"]) > 0,
+  );
   return id;
 }
 

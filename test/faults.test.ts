@@ -8,12 +8,12 @@ import type { FakeConduit } from "./helpers/fake-conduit.js";
 import { freePort, startAgentProc, startCoordinatorProc, type Proc } from "./helpers/processes.js";
 import { makeStagingRepo, shellDiff } from "./helpers/staging-repo.js";
 import {
-  getJson,
   startFakeConduit,
   tempDir,
   uniqueName,
   waitFor,
   waitForJob,
+  waitForJobWhere,
   webhook,
 } from "./helpers/stack.js";
 
@@ -96,20 +96,8 @@ async function submit(s: Stack, target: string, diff: number): Promise<number> {
   return Number(res.body["jobId"]);
 }
 
-async function jobWhere(
-  s: Stack,
-  id: number,
-  what: string,
-  pred: (j: Record<string, unknown>) => boolean,
-  timeoutMs = 30_000,
-) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const job = await getJson(`${s.url}/api/jobs/${id}`).catch(() => ({}) as Record<string, unknown>);
-    if (pred(job)) return job;
-    if (Date.now() > deadline) throw new Error(`job ${id}: ${what} not reached: ${JSON.stringify(job)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+function jobWhere(s: Stack, id: number, what: string, pred: (j: Record<string, unknown>) => boolean) {
+  return waitForJobWhere(s.url, id, what, pred, 30_000);
 }
 
 /** The whole log, page by page as a client of the log API reads it. */

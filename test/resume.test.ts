@@ -7,7 +7,6 @@ import { makeStagingRepo, shellDiff } from "./helpers/staging-repo.js";
 import {
   conduitConfig,
   coordinatorTestConfig,
-  getJson,
   startFakeConduit,
   startTestAgent,
   startTestCoordinator,
@@ -15,6 +14,7 @@ import {
   waitFor,
   uniqueName,
   waitForJob,
+  waitForJobWhere,
   webhook,
   wsUrl,
 } from "./helpers/stack.js";
@@ -67,13 +67,12 @@ for (const side of ["server", "agent"] as const) {
     const id = Number(res.body["jobId"]);
 
     // Cut once the container is streaming, keep it cut while it writes more, then restore.
-    const deadline = Date.now() + 60_000;
-    let logBytes = 0;
-    while (logBytes < 100_000 && Date.now() < deadline) {
-      logBytes = Number((await getJson(`${c.url}/api/jobs/${id}`))["logBytes"]);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    assert.ok(logBytes >= 100_000, "the job streamed output before the cut");
+    await waitForJobWhere(
+      c.url,
+      id,
+      "100 kB streamed before the cut",
+      (j) => Number(j["logBytes"]) >= 100_000,
+    );
     proxy.cut(side);
     await new Promise((r) => setTimeout(r, 800));
     assert.equal(agent.connected, false);
@@ -122,11 +121,12 @@ test("cut off longer than the lease: the job runs elsewhere and the old agent st
     `/harbormaster?target=PHID-HMBT-fenced&staging=${staging}&ref=refs/tags/phabricator/diff/1`,
   );
   const id = Number(res.body["jobId"]);
-  for (let i = 0; i < 1500; i++) {
-    const j = await getJson(`${c.url}/api/jobs/${id}`);
-    if (j["phase"] === "running" && Number(j["logBytes"]) > 0) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitForJobWhere(
+    c.url,
+    id,
+    "container output",
+    (j) => j["phase"] === "running" && Number(j["logBytes"]) > 0,
+  );
   const near = await startTestAgent(t, wsUrl(c.url), { name: nearName });
   await waitFor("near agent connected", () => near.connected);
   proxy.cut();

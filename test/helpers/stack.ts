@@ -146,18 +146,25 @@ export async function getText(url: string): Promise<string> {
   return (await fetch(url)).text();
 }
 
-/** Polls the job API until the job is finished (bounded); returns the job. */
-export async function waitForJob(
+/** Polls the job API every 25 ms until `pred` holds for the job (bounded); returns the job. */
+export async function waitForJobWhere(
   base: string,
   id: number,
+  what: string,
+  pred: (job: Record<string, unknown>) => boolean,
   timeoutMs = 60_000,
 ): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const job = await getJson(`${base}/api/jobs/${id}`);
-    if (job["state"] === "finished") return job;
+    const job = await getJson(`${base}/api/jobs/${id}`).catch(() => ({}) as Record<string, unknown>);
+    if (pred(job)) return job;
     if (Date.now() > deadline)
-      throw new Error(`job ${id} not finished after ${timeoutMs} ms: ${JSON.stringify(job)}`);
+      throw new Error(`job ${id}: ${what} not reached after ${timeoutMs} ms: ${JSON.stringify(job)}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Polls the job API until the job is finished (bounded); returns the job. */
+export function waitForJob(base: string, id: number, timeoutMs = 60_000): Promise<Record<string, unknown>> {
+  return waitForJobWhere(base, id, "finished", (j) => j["state"] === "finished", timeoutMs);
 }
