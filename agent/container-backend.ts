@@ -63,7 +63,10 @@ export interface ContainerBackend {
   build(req: BuildRequest): Promise<void>;
   /** Runs a container of `image` to its end; the container is removed afterwards in every case. */
   run(req: RunRequest): Promise<RunOutcome>;
-  /** Removes an image; an image that does not exist is not an error. */
+  /**
+   * Removes an image but not its untagged parents: those are the engine's build cache, which a build
+   * running at the same time may be using. An image that does not exist is not an error.
+   */
   removeImage(tag: string): Promise<void>;
   /** Pushes `tag` to the registry it names; throws PdciError("push_failed") when that fails. */
   push(tag: string, output: Writable): Promise<void>;

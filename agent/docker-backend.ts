@@ -41,7 +41,7 @@ export class DockerBackend implements ContainerBackend {
     try {
       const stream = await this.docker.buildImage(req.context, {
         t: req.tag,
-        // Labels given to a build become an extra LABEL step (a container and a commit): skip when empty.
+        // Labels given to a build become an extra LABEL step (a container and a commit): skip when none.
         ...(Object.keys(req.labels).length > 0 ? { labels: req.labels } : {}),
         rm: true,
         forcerm: true,
@@ -68,7 +68,8 @@ export class DockerBackend implements ContainerBackend {
 
   async removeImage(tag: string): Promise<void> {
     try {
-      await this.docker.getImage(tag).remove({ force: true });
+      // The image's parents are the build cache, possibly in use by a build running right now.
+      await this.docker.getImage(tag).remove({ force: true, noprune: true });
     } catch (err) {
       if (statusCode(err) !== 404) throw err;
     }

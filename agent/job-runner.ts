@@ -9,11 +9,13 @@ import type { LogStreamer } from "./log-streamer.js";
 
 export const LABEL_JOB = "phab-dock-ci.job";
 export const LABEL_AGENT = "phab-dock-ci.agent";
+/** On job images: their tag, which is unique (it holds the agent, the job and a random part). */
+export const LABEL_IMAGE = "phab-dock-ci.image";
 
 /**
  * Job images live in one repository per agent, so an agent finds the images an earlier life of it
- * left behind by name. (Not by label: labels given to a build cost an extra build step.) Docker
- * repository names are lowercase; the hash keeps names that differ only in case apart.
+ * left behind by name. Docker repository names are lowercase; the hash keeps names that differ only
+ * in case apart.
  */
 export function imageRepository(agentName: string): string {
   const safe =
@@ -101,7 +103,11 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
       jobId: ctx.jobId,
       context: ctx.git.archiveFromCache(spec.repositoryUri, commit),
       tag,
-      labels: {},
+      // The label makes the image this job's own: two jobs building the same tree (capacity > 1, or
+      // agents sharing an engine) would otherwise get one image id from the build cache, and the
+      // first job's cleanup would delete the image under the second one between its build and run.
+      // One label only: the engine adds a build step per label.
+      labels: { [LABEL_IMAGE]: tag },
       output: log.writable,
       signal,
     });

@@ -29,7 +29,8 @@ test("builds an image from a crafted tar, with labels and the build output", asy
   const dockerfile = `FROM ${BASE_IMAGE}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n`;
   const context = tarStream([
     { name: "Dockerfile", data: dockerfile },
-    { name: "hello.txt", data: "built-marker\n" },
+    // Content of its own, so the RUN step is not answered from the build cache of an earlier run.
+    { name: "hello.txt", data: `built-marker ${tag}\n` },
   ]);
   const output = new Sink();
   await backend.build({ jobId: "b1", context, tag, labels, output, signal: noSignal() });
@@ -116,6 +117,36 @@ test("removeImage ignores a missing image", async (t) => {
   const tag = await image('CMD ["true"]');
   await backend.removeImage(tag);
   await backend.removeImage(tag);
+});
+
+test("two jobs building one tree get images of their own: removing one keeps the other and the cache", async (t) => {
+  const { docker, backend, newTag, runRequest } = await dockerFixture(t);
+  const files = [
+    { name: "Dockerfile", data: `FROM ${BASE_IMAGE}\nCOPY run.sh /run.sh\nCMD ["sh", "/run.sh"]\n` },
+    { name: "run.sh", data: `echo same-tree-${process.pid}-${Date.now()}\n` },
+  ];
+  const build = async (job: string) => {
+    const tag = newTag();
+    const output = new Sink();
+    const labels = { "phab-dock-ci.job": job, "phab-dock-ci.agent": `pdci-test-${process.pid}` };
+    await backend.build({ jobId: job, context: tarStream(files), tag, labels, output, signal: noSignal() });
+    return { tag, output };
+  };
+  const first = await build("same-tree-1");
+  const second = await build("same-tree-2");
+  // The second build came from the cache of the first, yet ends in an image of its own.
+  assert.match(second.output.text(), /Using cache/);
+  const [a, b] = await Promise.all([
+    docker.getImage(first.tag).inspect(),
+    docker.getImage(second.tag).inspect(),
+  ]);
+  assert.notEqual(a.Id, b.Id);
+  assert.equal(a.Parent, b.Parent);
+  await backend.removeImage(first.tag);
+  // The shared parent (build cache) survives the removal, and the second image still runs.
+  await docker.getImage(b.Parent).inspect();
+  const run = await backend.run(runRequest(second.tag));
+  assert.equal(run.exitCode, 0);
 });
 
 test("a push that cannot reach the registry fails with push_failed", async (t) => {

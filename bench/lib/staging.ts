@@ -35,10 +35,13 @@ export function makeStaging(dir: string, diffs: Map<number, Files>): string {
   return bare;
 }
 
+/** Makes the diffs of this process differ from those of earlier runs, whose layers may be cached. */
+const RUN_NONCE = `${process.pid}-${Date.now()}`;
+
 /** A diff whose image prints one line with its number (each diff builds a distinct layer). */
 export function echoDiff(base: string, n: number): Files {
   return {
     Dockerfile: `FROM ${base}\nCOPY run.sh /run.sh\nCMD ["sh", "/run.sh"]\n`,
-    "run.sh": `echo "bench diff ${n}"\n`,
+    "run.sh": `echo "bench diff ${n}" # ${RUN_NONCE}\n`,
   };
 }

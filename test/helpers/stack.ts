@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -162,6 +163,25 @@ export async function waitForJobWhere(
       throw new Error(`job ${id}: ${what} not reached after ${timeoutMs} ms: ${JSON.stringify(job)}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Asserts the results of finished jobs; on a mismatch the message carries each job and its log. */
+export async function assertResults(
+  base: string,
+  jobs: ReadonlyArray<Record<string, unknown>>,
+  expected: ReadonlyArray<string>,
+): Promise<void> {
+  const actual = jobs.map((j) => j["result"]);
+  if (actual.length === expected.length && actual.every((r, i) => r === expected[i])) return;
+  const details = await Promise.all(
+    jobs.map(async (j) => {
+      const log = await getText(`${base}/api/jobs/${String(j["id"])}/log`).catch((e: unknown) => String(e));
+      return `job ${JSON.stringify(j)}\n--- log ---\n${log.slice(-4000)}`;
+    }),
+  );
+  assert.fail(
+    `results ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}\n${details.join("\n")}`,
+  );
 }
 
 /** Polls the job API until the job is finished (bounded); returns the job. */
