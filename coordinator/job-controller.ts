@@ -53,7 +53,8 @@ export class JobController {
 
   /** Decides which of the jobs an agent reports after (re)connecting it keeps. */
   resume(session: AgentSession, running: RunningJob[]): { resumed: RunningJob[]; cancel: string[] } {
-    this.logs.sync();
+    // The agent drops what is acked at once: everything written must be on disk first.
+    this.logs.syncNow();
     const resumed: RunningJob[] = [];
     const cancel: string[] = [];
     const listed = new Set<number>();
@@ -64,7 +65,6 @@ export class JobController {
         // Cancelled while the agent was away: end it now, the agent drops it.
         cancel.push(r.jobId);
         listed.add(id);
-        this.logs.sync();
         const logBytes = this.logs.length(id);
         this.complete(
           job,
@@ -184,36 +184,56 @@ export class JobController {
       });
     }
     this.ackWaiting.set(id, session);
-    if (!this.ackScheduled) {
-      this.ackScheduled = true;
-      // One fsync covers every chunk that arrived since the last one; only synced bytes are acked.
-      // Syncing at most every ACK_SYNC_INTERVAL_MS keeps fsyncs few when logs stream fast.
-      const wait = this.lastSync + ACK_SYNC_INTERVAL_MS - Date.now();
-      if (wait <= 0) setImmediate(() => this.flushAcks());
-      else setTimeout(() => this.flushAcks(), wait);
-    }
+    if (!this.ackScheduled) this.scheduleAcks();
   }
 
+  private scheduleAcks(): void {
+    this.ackScheduled = true;
+    // One fsync covers every chunk that arrived since the last one; only synced bytes are acked.
+    // Syncing at most every ACK_SYNC_INTERVAL_MS keeps fsyncs few when logs stream fast.
+    const wait = this.lastSync + ACK_SYNC_INTERVAL_MS - Date.now();
+    if (wait <= 0) setImmediate(() => this.flushAcks());
+    else setTimeout(() => this.flushAcks(), wait);
+  }
+
+  /** Syncs the logs that got bytes (in the thread pool) and acks what is on disk. */
   private flushAcks(): void {
-    this.ackScheduled = false;
-    this.logs.sync();
-    this.lastSync = Date.now();
-    for (const [id, session] of this.ackWaiting) {
-      session.send({ type: "log.ack", jobId: String(id), offset: this.logs.length(id) });
-    }
+    const waiting = new Map(this.ackWaiting);
     this.ackWaiting.clear();
+    this.lastSync = Date.now();
+    const ack = () => {
+      for (const [id, session] of waiting)
+        session.send({ type: "log.ack", jobId: String(id), offset: this.logs.durableLength(id) });
+    };
+    this.logs
+      .flush(waiting.keys())
+      .then(ack, (err: unknown) => {
+        // Unacked bytes stay with the agent, which sends them again after a reconnect.
+        this.log.error(`syncing job logs failed: ${String(err)}`);
+        ack();
+      })
+      .finally(() => {
+        // One sync at a time: bytes that came in meanwhile are covered by the next one.
+        this.ackScheduled = false;
+        if (this.ackWaiting.size > 0) this.scheduleAcks();
+      });
   }
 
   private async finished(session: AgentSession, msg: JobFinishedMessage): Promise<void> {
     const id = Number(msg.jobId);
     const job = Number.isSafeInteger(id) ? this.store.getJob(id) : undefined;
-    if (!job || job.state === "finished" || job.agent !== session.name || !session.running.has(id)) {
+    if (!job || !this.owns(session, id, job)) {
       // A duplicate, or a job that was taken away from this agent: acknowledge and ignore.
       session.send({ type: "finished.ack", jobId: msg.jobId });
       return;
     }
-    this.logs.sync();
-    const length = this.logs.length(id);
+    await this.logs.flush([id]);
+    // The job may have been lost or cancelled while the log synced.
+    if (!this.owns(session, id)) {
+      session.send({ type: "finished.ack", jobId: msg.jobId });
+      return;
+    }
+    const length = this.logs.durableLength(id);
     if (length < msg.totalBytes) {
       session.send({ type: "log.rewind", jobId: msg.jobId, offset: length });
       return;
@@ -237,6 +257,11 @@ export class JobController {
     } finally {
       this.finishing.delete(id);
     }
+  }
+
+  /** Whether the job is unfinished and assigned to this agent session. */
+  private owns(session: AgentSession, id: number, job = this.store.getJob(id)): boolean {
+    return !!job && job.state !== "finished" && job.agent === session.name && session.running.has(id);
   }
 
   /**
@@ -279,7 +304,7 @@ export class JobController {
     }
     this.scheduler.withdraw(id);
     session?.running.delete(id);
-    this.logs.sync();
+    this.logs.syncNow(id);
     this.complete(
       job,
       { result: "cancelled", reason: `cancelled: ${reason}`, exitCode: null, logBytes: this.logs.length(id) },
@@ -300,7 +325,7 @@ export class JobController {
       session.send({ type: "job.cancel", jobId: String(job.id), reason: `job lost: ${why}`, graceMs: 0 });
     }
     this.phases.delete(job.id);
-    this.logs.sync();
+    this.logs.syncNow(job.id);
     const logBytes = this.logs.length(job.id);
     if (job.cancelReason) {
       this.complete(

@@ -3,6 +3,7 @@ import {
   closeSync,
   createReadStream,
   fstatSync,
+  fdatasync,
   fdatasyncSync,
   mkdirSync,
   openSync,
@@ -22,16 +23,26 @@ export type AppendOutcome =
 
 interface OpenLog {
   fd: number;
+  /** Bytes written. */
   length: number;
-  dirty: boolean;
+  /** Bytes known to be on disk. */
+  synced: number;
+  /** fdatasyncs running in the thread pool on `fd`; it is closed only when none is. */
+  inFlight: number;
+  /** The log was closed while a sync ran: close `fd` when the last one ends. */
+  closeWhenIdle: boolean;
+  /** The fdatasync running in the pool, and the one queued behind it. */
+  running: Promise<void> | null;
+  queued: Promise<void> | null;
   /** SHA-256 of every byte, kept while appending; null when the log was opened part-written. */
   hash: Hash | null;
 }
 
 /**
  * Append-only job logs, one file per job, addressed by byte offset. Appends happen only at the
- * current end; the overlap of a resend is dropped. `sync()` makes appended bytes durable: callers
- * acknowledge only lengths returned after a sync.
+ * current end; the overlap of a resend is dropped. Bytes count as stored once synced: callers
+ * acknowledge only `durableLength`. `flush` syncs in the thread pool, so streaming logs do not
+ * stall the event loop; `syncNow` is for the rare paths that need durability at once.
  */
 export class LogStore {
   private readonly open = new Map<number, OpenLog>();
@@ -52,15 +63,37 @@ export class LogStore {
     if (!log) {
       const fd = openSync(this.path(jobId), "a");
       const length = fstatSync(fd).size;
-      log = { fd, length, dirty: false, hash: length === 0 ? createHash("sha256") : null };
+      log = {
+        fd,
+        length,
+        // What an earlier life wrote may not have been synced: the first sync covers it.
+        synced: length === 0 ? 0 : -1,
+        inFlight: 0,
+        closeWhenIdle: false,
+        running: null,
+        queued: null,
+        hash: length === 0 ? createHash("sha256") : null,
+      };
       this.open.set(jobId, log);
     }
     return log;
   }
 
+  /** Bytes written so far, synced or not (what readers may see). */
   length(jobId: number): number {
     const log = this.open.get(jobId);
     if (log) return log.length;
+    return this.fileSize(jobId);
+  }
+
+  /** Bytes known to be on disk: what may be acknowledged. A closed log is synced. */
+  durableLength(jobId: number): number {
+    const log = this.open.get(jobId);
+    if (log) return Math.max(0, log.synced);
+    return this.fileSize(jobId);
+  }
+
+  private fileSize(jobId: number): number {
     try {
       return statSync(this.path(jobId)).size;
     } catch {
@@ -78,28 +111,77 @@ export class LogStore {
     let written = 0;
     while (written < fresh.length) written += writeSync(log.fd, fresh, written);
     log.length += fresh.length;
-    log.dirty = true;
     log.hash?.update(fresh);
     return { kind: "ok", length: log.length };
   }
 
-  /** fsyncs every log written since the last sync. */
-  sync(): void {
-    for (const log of this.open.values()) {
-      if (log.dirty) {
-        fdatasyncSync(log.fd);
-        log.dirty = false;
-      }
+  /**
+   * Makes everything written to the given logs (all open ones when omitted) durable, with the
+   * fdatasyncs in the thread pool. Rejects when a sync fails; those bytes stay unacknowledged.
+   */
+  async flush(jobIds?: Iterable<number>): Promise<void> {
+    const waits: Array<Promise<void>> = [];
+    for (const id of jobIds ?? [...this.open.keys()]) {
+      const log = this.open.get(id);
+      if (log && log.synced < log.length) waits.push(this.syncInPool(log));
+    }
+    await Promise.all(waits);
+  }
+
+  /**
+   * One fdatasync at a time per log. A flush asked for while one runs waits for it and then, if
+   * bytes came in meanwhile, for one more, which every later asker shares.
+   */
+  private syncInPool(log: OpenLog): Promise<void> {
+    if (log.queued) return log.queued;
+    if (!log.running) return this.startSync(log);
+    const queued = log.running
+      .catch(() => undefined)
+      .then(() => {
+        log.queued = null;
+        return log.synced >= log.length ? undefined : this.startSync(log);
+      });
+    log.queued = queued;
+    return queued;
+  }
+
+  private startSync(log: OpenLog): Promise<void> {
+    const target = log.length;
+    log.inFlight += 1;
+    const running = new Promise<void>((resolve, reject) => {
+      fdatasync(log.fd, (err) => {
+        log.inFlight -= 1;
+        if (log.running === running) log.running = null;
+        if (!err && target > log.synced) log.synced = target;
+        if (log.closeWhenIdle && log.inFlight === 0) closeSync(log.fd);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+    log.running = running;
+    return running;
+  }
+
+  /** Synchronous sync of one log, or of every open log: for paths that are rare and need it now. */
+  syncNow(jobId?: number): void {
+    const logs = jobId === undefined ? [...this.open.values()] : [this.open.get(jobId)];
+    for (const log of logs) {
+      if (!log || log.synced >= log.length) continue;
+      const target = log.length;
+      fdatasyncSync(log.fd);
+      log.synced = target;
     }
   }
 
-  /** Syncs and closes a finished job's log. */
+  /** Syncs (when needed) and closes a finished job's log. */
   close(jobId: number): void {
     const log = this.open.get(jobId);
     if (!log) return;
-    if (log.dirty) fdatasyncSync(log.fd);
-    closeSync(log.fd);
+    this.syncNow(jobId);
     this.open.delete(jobId);
+    // A sync still running in the pool uses the fd: closing now could hand its number to another file.
+    if (log.inFlight > 0) log.closeWhenIdle = true;
+    else closeSync(log.fd);
   }
 
   /** Moves the log of an attempt aside, so a retry starts a fresh log at offset 0. */
