@@ -1,9 +1,10 @@
 /** The container backend on a Docker engine, through dockerode. */
 import type { Writable } from "node:stream";
-import Dockerode from "dockerode";
+import type Dockerode from "dockerode";
 import { PdciError, errorMessage } from "../protocol/errors.js";
 import type { BuildRequest, ContainerBackend, RunOutcome, RunRequest } from "./container-backend.js";
 import { followDockerProgress } from "./docker-progress.js";
+import { loadDockerode } from "./dockerode-loader.js";
 import { destroyStream, runContainer } from "./docker-run.js";
 
 const DEFAULT_SOCKET = "/var/run/docker.sock";
@@ -30,7 +31,7 @@ export class DockerBackend implements ContainerBackend {
   constructor(opts: { socketPath?: string; docker?: Dockerode; registryAuth?: Dockerode.AuthConfig } = {}) {
     const modemSocket: unknown = opts.docker ? Reflect.get(opts.docker.modem, "socketPath") : undefined;
     this.socketPath = opts.socketPath ?? (typeof modemSocket === "string" ? modemSocket : DEFAULT_SOCKET);
-    this.docker = opts.docker ?? new Dockerode({ socketPath: this.socketPath });
+    this.docker = opts.docker ?? new (loadDockerode())({ socketPath: this.socketPath });
     this.registryAuth = opts.registryAuth;
   }
 

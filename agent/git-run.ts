@@ -2,7 +2,7 @@
  * One git command through simple-git: logged as `$ git …` with credentials hidden, the final state of
  * each progress line logged after it, and any failure turned into PdciError("git_failed").
  */
-import { simpleGit } from "simple-git";
+import type { SimpleGitFactory } from "simple-git";
 import { PdciError, errorMessage } from "../protocol/errors.js";
 import { gitEnv } from "./git-process.js";
 
@@ -51,6 +51,13 @@ function lastState(line: string): string {
   return line.slice(line.lastIndexOf("\r") + 1);
 }
 
+/** simple-git is loaded with the first git command: an idle agent does not carry it. */
+let factory: Promise<SimpleGitFactory> | null = null;
+function loadSimpleGit(): Promise<SimpleGitFactory> {
+  factory ??= import("simple-git").then((m) => m.simpleGit);
+  return factory;
+}
+
 export async function runGit(
   cwd: string,
   args: string[],
@@ -61,6 +68,7 @@ export async function runGit(
   const showStderr = LOGGED.get(args[0] ?? "") === true;
   if (logged) log(`$ git ${redactUri(args.join(" "))}`);
   const stderr = new LineCollector();
+  const simpleGit = await loadSimpleGit();
   const git = simpleGit({
     baseDir: cwd,
     timeout: { block: blockTimeoutMs },
