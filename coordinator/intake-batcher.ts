@@ -8,8 +8,8 @@ interface Waiting {
 
 /**
  * Group commit for intake: webhooks that arrive in the same turn of the event loop are stored in
- * one durable transaction, so a burst costs one disk sync instead of one per webhook. Each caller
- * still answers only after its job is on disk.
+ * one transaction, and all that arrive while a disk sync runs share the next one, so a burst costs
+ * a few syncs instead of one per webhook. Each caller still answers only after its job is on disk.
  */
 export class IntakeBatcher {
   private waiting: Waiting[] = [];
@@ -39,8 +39,14 @@ export class IntakeBatcher {
       for (const w of batch) w.reject(err);
       return;
     }
-    batch.forEach((w, i) => w.resolve(results[i] as { job: Job; created: boolean }));
     const created = results.filter((r) => r.created).map((r) => r.job);
+    // Dispatch need not wait for the disk; the answers to Harbormaster do.
     if (created.length > 0) this.onCreated(created);
+    this.store.syncToDisk().then(
+      () => batch.forEach((w, i) => w.resolve(results[i] as { job: Job; created: boolean })),
+      (err: unknown) => {
+        for (const w of batch) w.reject(err);
+      },
+    );
   }
 }

@@ -153,6 +153,7 @@ export class JobController {
       return;
     }
     session.running.add(id);
+    this.logs.prepare(id);
     this.scheduler.settled(id);
     this.reporter.wake();
     this.log.info(`job ${id} started on ${session.name}`);
@@ -253,7 +254,8 @@ export class JobController {
         !current.cancelSilent,
       );
       session.running.delete(id);
-      session.send({ type: "finished.ack", jobId: msg.jobId });
+      // The agent forgets the job once acked: the result must be on disk before it hears so.
+      this.store.afterCommit(() => session.send({ type: "finished.ack", jobId: msg.jobId }));
     } finally {
       this.finishing.delete(id);
     }
@@ -288,6 +290,13 @@ export class JobController {
    * is not connected ends at once; the agent is told to drop it when it comes back.
    */
   cancel(id: number, reason: string, report: boolean): Job | undefined {
+    const job = this.cancelNow(id, reason, report);
+    // Callers answer at once (the cancel API): what they answer must be durable.
+    this.store.commit();
+    return job;
+  }
+
+  private cancelNow(id: number, reason: string, report: boolean): Job | undefined {
     const job = this.store.getJob(id);
     if (!job || job.state === "finished") return job;
     const session = job.agent ? this.scheduler.sessions.get(job.agent) : undefined;

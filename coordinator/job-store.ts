@@ -66,6 +66,8 @@ export interface OutboxEntry {
   params: Record<string, unknown>;
 }
 
+export type QueuedJob = Pick<Job, "id" | "labels">;
+
 export interface AgentRecord {
   name: string;
   labels: string[];
@@ -84,19 +86,31 @@ export interface Finish {
 }
 
 /**
- * Durable state of the coordinator. Every method that changes more than one row is one
- * transaction, so a crash at any point leaves a consistent store.
+ * Durable state of the coordinator. Every method that changes rows is atomic, so a crash at any
+ * point leaves a consistent store. Changes are group-committed: those made in one turn of the
+ * event loop become durable together at its end (reads see them at once). A caller about to tell
+ * the outside world that a change happened calls `commit()` first, or defers the telling with
+ * `afterCommit`.
  */
 export interface JobStore {
+  /** Makes every change so far durable now (against a crash of the process). */
+  commit(): void;
+  /** Runs `fn` once every change so far is durable: at once when nothing is pending. */
+  afterCommit(fn: () => void): void;
   /**
-   * Inserts each job unless one exists for its target (also earlier in the same list), in one
-   * durable transaction; returns each job and whether it was created.
+   * Resolves once every change committed so far is on the disk itself (survives a power loss),
+   * with the sync done off the event loop; callers that arrive while one runs share the next.
+   */
+  syncToDisk(): Promise<void>;
+  /**
+   * Inserts each job unless one exists for its target (also earlier in the same list) and commits
+   * at once; returns each job and whether it was created. Await `syncToDisk` before telling anyone.
    */
   createJobs(jobs: NewJob[], now: number): Array<{ job: Job; created: boolean }>;
   getJob(id: number): Job | undefined;
   listJobs(limit: number, beforeId?: number): Job[];
-  /** Queued jobs in order (oldest first). */
-  queuedJobs(limit: number): Job[];
+  /** Queued jobs in order (oldest first), only what matching needs: the id and the labels. */
+  queuedJobs(limit: number): QueuedJob[];
   jobsInState(state: JobState): Job[];
   /** Running jobs held by one agent. */
   jobsOfAgent(agent: string): Job[];
@@ -115,9 +129,9 @@ export interface JobStore {
   /** Pending messages that are due, skipping any target that has an earlier pending message. */
   dueOutbox(now: number, limit: number): OutboxMessage[];
   outboxForJob(jobId: number): OutboxMessage[];
-  /** Counts attempts before they are made (one transaction). */
+  /** Counts attempts before they are made (commit before making them). */
   markAttempts(ids: number[]): void;
-  /** Records what became of delivery attempts (one transaction). */
+  /** Records what became of delivery attempts. */
   settleOutbox(outcomes: OutboxOutcome[]): void;
   /** Makes dead messages whose error starts with `errorPrefix` pending again; returns how many. */
   revive(errorPrefix: string, now: number): number;

@@ -154,9 +154,10 @@ export class Reporter {
     for (let round = 0; round < 1000 && !this.stopped; round++) {
       const due = this.store.dueOutbox(Date.now(), BATCH);
       if (due.length === 0) break;
-      // Counted before the calls: after a crash mid-call, the next attempt knows it may be a
-      // repeat. One transaction per batch, before and after, keeps the disk writes per job low.
+      // Counted, and committed, before the calls: after a crash mid-call, the next attempt knows
+      // it may be a repeat. One commit per batch, before and after, keeps the disk writes low.
       this.store.markAttempts(due.map((m) => m.id));
+      this.store.commit();
       const outcomes = await Promise.all(due.map((m) => this.send(m)));
       this.store.settleOutbox(outcomes);
     }

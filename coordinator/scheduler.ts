@@ -1,7 +1,7 @@
 import type { JobSpec } from "../protocol/messages.js";
 import type { AgentSession } from "./agent-session.js";
 import type { CoordinatorConfig } from "./config.js";
-import type { Job, JobStore } from "./job-store.js";
+import type { Job, JobStore, QueuedJob } from "./job-store.js";
 import type { Logger } from "./logger.js";
 
 /** How many queued jobs one dispatch pass looks at per free slot; bounds work on a huge queue. */
@@ -69,13 +69,14 @@ export class Scheduler {
       if (this.offeredTo.has(job.id)) continue;
       const agent = this.pick(free, job);
       if (!agent) continue;
-      this.offer(agent, job);
+      const full = this.store.getJob(job.id);
+      if (full) this.offer(agent, full);
       if (free.every((s) => s.freeSlots() <= 0)) break;
     }
   }
 
   /** The matching agent with the most free slots spreads load across hosts. */
-  private pick(free: AgentSession[], job: Job): AgentSession | undefined {
+  private pick(free: AgentSession[], job: QueuedJob): AgentSession | undefined {
     const refused = this.rejectedBy.get(job.id);
     let best: AgentSession | undefined;
     for (const s of free) {

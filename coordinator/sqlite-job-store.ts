@@ -1,3 +1,4 @@
+import { closeSync, fdatasync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import type {
   AgentRecord,
@@ -9,6 +10,7 @@ import type {
   OutboxEntry,
   OutboxMessage,
   OutboxOutcome,
+  QueuedJob,
 } from "./job-store.js";
 import { SCHEMA } from "./sqlite-schema.js";
 
@@ -18,6 +20,12 @@ const str = (v: unknown): string => (typeof v === "string" ? v : "");
 const num = (v: unknown): number => (typeof v === "number" ? v : Number(v ?? 0));
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
 
+/** Most jobs ask for no labels: skip the parser for those. */
+function parseLabels(v: unknown): string[] {
+  const text = str(v);
+  return text === "" || text === "[]" ? [] : (JSON.parse(text) as string[]);
+}
+
 function toJob(r: Row): Job {
   return {
     id: num(r["id"]),
@@ -25,7 +33,7 @@ function toJob(r: Row): Job {
     repositoryUri: str(r["repository_uri"]),
     ref: str(r["ref"]),
     commit: str(r["commit_hash"]),
-    labels: JSON.parse(str(r["labels"]) || "[]") as string[],
+    labels: parseLabels(r["labels"]),
     meta: JSON.parse(str(r["meta"]) || "{}") as Record<string, string>,
     state: str(r["state"]) as JobState,
     result: (r["result"] ?? null) as Job["result"],
@@ -63,20 +71,111 @@ export class SqliteJobStore implements JobStore {
   private readonly db: Database.Database;
   /** Prepared once per SQL text: preparing is a large share of a small query's cost. */
   private readonly statements = new Map<string, Database.Statement>();
+  /** Callbacks waiting for the open turn transaction to commit. */
+  private waiting: Array<() => void> = [];
+  private commitScheduled = false;
+  /** Our own descriptor of the WAL file, for syncToDisk; and the syncs running and queued. */
+  private walFd: number | null = null;
+  private syncRunning: Promise<void> | null = null;
+  private syncQueued: Promise<void> | null = null;
+  private closing = false;
 
   /**
    * Durability: every commit survives a crash of the process (WAL). Only intake also waits for
-   * the disk (synchronous FULL), because Harbormaster never repeats a webhook it got a 202 for.
+   * the disk (`syncToDisk`), because Harbormaster never repeats a webhook it got a 202 for.
    * Everything else a power loss could take back is recovered by the protocol: a running job
    * whose agent does not list it is run again, and a repeated final message is checked against
    * the target first (see Reporter).
    */
-  constructor(file: string) {
+  constructor(private readonly file: string) {
     this.db = new Database(file);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = NORMAL");
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
+  }
+
+  /**
+   * Runs `fn` atomically inside the turn transaction, opening it (and scheduling its commit at
+   * the end of this turn) when none is open. A commit costs a write of every page it touched, so
+   * the state changes of a busy turn (many agents' messages) share one. `fn` runs in a savepoint:
+   * if it throws, only its own changes are rolled back.
+   */
+  private write<T>(fn: () => T): T {
+    this.openTurn();
+    return this.db.transaction(fn)();
+  }
+
+  private openTurn(): void {
+    if (this.db.inTransaction) return;
+    this.db.exec("BEGIN");
+    if (this.commitScheduled) return;
+    this.commitScheduled = true;
+    setImmediate(() => {
+      this.commitScheduled = false;
+      this.commit();
+    });
+  }
+
+  commit(): void {
+    if (this.db.open && this.db.inTransaction) {
+      try {
+        this.db.exec("COMMIT");
+      } catch (err) {
+        // The disk refused the commit: what this turn changed is gone, while sockets may already
+        // have seen it. Stop here; a restart recovers from the last commit.
+        if (this.db.inTransaction) this.db.exec("ROLLBACK");
+        throw err;
+      }
+    }
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const fn of waiting) fn();
+  }
+
+  /**
+   * Committed transactions live in the WAL file until a checkpoint copies them (which syncs, with
+   * synchronous = NORMAL). Syncing the WAL file ourselves makes every commit so far survive a
+   * power loss, like synchronous = FULL would, but in the thread pool instead of on the event
+   * loop. (fdatasync on any descriptor of a file flushes all of its data, whoever wrote it.)
+   */
+  syncToDisk(): Promise<void> {
+    if (this.syncQueued) return this.syncQueued;
+    if (!this.syncRunning) return this.startSync();
+    const queued = this.syncRunning
+      .catch(() => undefined)
+      .then(() => {
+        this.syncQueued = null;
+        return this.startSync();
+      });
+    this.syncQueued = queued;
+    return queued;
+  }
+
+  private startSync(): Promise<void> {
+    this.walFd ??= openSync(`${this.file}-wal`, "r+");
+    const fd = this.walFd;
+    const running = new Promise<void>((resolve, reject) => {
+      fdatasync(fd, (err) => {
+        if (this.syncRunning === running) this.syncRunning = null;
+        if (this.closing && !this.syncRunning && !this.syncQueued) this.closeWal();
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+    this.syncRunning = running;
+    return running;
+  }
+
+  private closeWal(): void {
+    if (this.walFd === null) return;
+    closeSync(this.walFd);
+    this.walFd = null;
+  }
+
+  afterCommit(fn: () => void): void {
+    if (this.db.open && this.db.inTransaction) this.waiting.push(fn);
+    else fn();
   }
 
   private prepare(sql: string): Database.Statement {
@@ -97,7 +196,15 @@ export class SqliteJobStore implements JobStore {
   }
 
   private changed(sql: string, ...args: unknown[]): boolean {
-    return this.prepare(sql).run(...args).changes > 0;
+    return this.runWrite(sql, ...args) > 0;
+  }
+
+  /** One statement that changes rows, in the turn transaction; returns how many it changed. */
+  private runWrite(sql: string, ...args: unknown[]): number {
+    const stmt = this.prepare(sql);
+    this.openTurn();
+    // One statement is atomic by itself: no savepoint needed.
+    return stmt.run(...args).changes;
   }
 
   /** Queues Conduit calls for a job; inside the caller's transaction. */
@@ -112,12 +219,9 @@ export class SqliteJobStore implements JobStore {
   }
 
   createJobs(jobs: NewJob[], now: number): Array<{ job: Job; created: boolean }> {
-    this.db.pragma("synchronous = FULL");
-    try {
-      return this.db.transaction(() => jobs.map((job) => this.insertJob(job, now)))();
-    } finally {
-      this.db.pragma("synchronous = NORMAL");
-    }
+    const results = this.write(() => jobs.map((job) => this.insertJob(job, now)));
+    this.commit();
+    return results;
   }
 
   private insertJob(job: NewJob, now: number): { job: Job; created: boolean } {
@@ -148,8 +252,11 @@ export class SqliteJobStore implements JobStore {
     return this.rows("SELECT * FROM jobs WHERE id < ? ORDER BY id DESC LIMIT ?", before, limit).map(toJob);
   }
 
-  queuedJobs(limit: number): Job[] {
-    return this.rows("SELECT * FROM jobs WHERE state = 'queued' ORDER BY id LIMIT ?", limit).map(toJob);
+  queuedJobs(limit: number): QueuedJob[] {
+    // Dispatch reads this on every pass, mostly over jobs already offered: keep the rows small.
+    return this.rows("SELECT id, labels FROM jobs WHERE state = 'queued' ORDER BY id LIMIT ?", limit).map(
+      (r) => ({ id: num(r["id"]), labels: parseLabels(r["labels"]) }),
+    );
   }
 
   jobsInState(state: JobState): Job[] {
@@ -184,7 +291,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   requeue(id: number, countAttempt: boolean, outbox: OutboxEntry[]): boolean {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const ok = this.changed(
         `UPDATE jobs SET state = 'queued', agent = NULL, lease_expires_at = NULL,
            attempt = attempt + ? WHERE id = ? AND state = 'running'`,
@@ -193,7 +300,7 @@ export class SqliteJobStore implements JobStore {
       );
       if (ok) this.addOutbox(id, outbox, Date.now());
       return ok;
-    })();
+    });
   }
 
   markRunning(
@@ -203,7 +310,7 @@ export class SqliteJobStore implements JobStore {
     now: number,
     outbox: OutboxEntry[],
   ): boolean {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const ok = this.changed(
         `UPDATE jobs SET state = 'running', agent = ?, lease_expires_at = ?, started_at = COALESCE(started_at, ?)
          WHERE id = ? AND state = 'queued'`,
@@ -214,7 +321,7 @@ export class SqliteJobStore implements JobStore {
       );
       if (ok) this.addOutbox(id, outbox, now);
       return ok;
-    })();
+    });
   }
 
   renewLeases(agent: string, jobIds: number[], leaseExpiresAt: number): void {
@@ -222,9 +329,9 @@ export class SqliteJobStore implements JobStore {
     const stmt = this.prepare(
       "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND agent = ? AND state = 'running'",
     );
-    this.db.transaction(() => {
+    this.write(() => {
       for (const id of jobIds) stmt.run(leaseExpiresAt, id, agent);
-    })();
+    });
   }
 
   expiredLeases(now: number): Job[] {
@@ -232,7 +339,7 @@ export class SqliteJobStore implements JobStore {
   }
 
   finishJob(id: number, f: Finish, now: number, outbox: OutboxEntry[]): boolean {
-    return this.db.transaction(() => {
+    return this.write(() => {
       const ok = this.changed(
         `UPDATE jobs SET state = 'finished', result = ?, reason = ?, exit_code = ?, log_bytes = ?,
            log_sha256 = ?, finished_at = ?, lease_expires_at = NULL
@@ -247,7 +354,7 @@ export class SqliteJobStore implements JobStore {
       );
       if (ok) this.addOutbox(id, outbox, now);
       return ok;
-    })();
+    });
   }
 
   dueOutbox(now: number, limit: number): OutboxMessage[] {
@@ -267,9 +374,9 @@ export class SqliteJobStore implements JobStore {
 
   markAttempts(ids: number[]): void {
     const stmt = this.prepare("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?");
-    this.db.transaction(() => {
+    this.write(() => {
       for (const id of ids) stmt.run(id);
-    })();
+    });
   }
 
   settleOutbox(outcomes: OutboxOutcome[]): void {
@@ -277,24 +384,29 @@ export class SqliteJobStore implements JobStore {
     const other = this.prepare(
       "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
     );
-    this.db.transaction(() => {
+    this.write(() => {
       for (const o of outcomes) {
         if (o.state === "sent") sent.run(o.at, o.id);
         else other.run(o.state, o.at, o.error ?? "", o.id);
       }
-    })();
+    });
   }
 
   revive(errorPrefix: string, now: number): number {
-    return this.prepare(
+    return this.runWrite(
       "UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state = 'dead' AND substr(last_error, 1, ?) = ?",
-    ).run(now, errorPrefix.length, errorPrefix).changes;
+      now,
+      errorPrefix.length,
+      errorPrefix,
+    );
   }
 
   dropPending(jobId: number, why: string): number {
-    return this.prepare(
+    return this.runWrite(
       "UPDATE outbox SET state = 'dead', last_error = ? WHERE job_id = ? AND state = 'pending'",
-    ).run(why, jobId).changes;
+      why,
+      jobId,
+    );
   }
 
   nextOutboxDue(): number | null {
@@ -303,15 +415,22 @@ export class SqliteJobStore implements JobStore {
   }
 
   upsertAgent(a: AgentRecord): void {
-    this.prepare(
+    this.runWrite(
       `INSERT INTO agents (name, labels, capacity, version, connected, last_seen) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT(name) DO UPDATE SET labels = excluded.labels, capacity = excluded.capacity,
            version = excluded.version, connected = excluded.connected, last_seen = excluded.last_seen`,
-    ).run(a.name, JSON.stringify(a.labels), a.capacity, a.version, a.connected ? 1 : 0, a.lastSeen);
+      a.name,
+      JSON.stringify(a.labels),
+      a.capacity,
+      a.version,
+      a.connected ? 1 : 0,
+      a.lastSeen,
+    );
   }
 
   setAgentConnected(name: string, connected: boolean, now: number): void {
-    this.prepare("UPDATE agents SET connected = ?, last_seen = ? WHERE name = ?").run(
+    this.runWrite(
+      "UPDATE agents SET connected = ?, last_seen = ? WHERE name = ?",
       connected ? 1 : 0,
       now,
       name,
@@ -330,6 +449,11 @@ export class SqliteJobStore implements JobStore {
   }
 
   close(): void {
+    if (!this.db.open) return;
+    this.commit();
     this.db.close();
+    // A sync still running in the pool uses the descriptor: it closes it when it ends.
+    this.closing = true;
+    if (!this.syncRunning && !this.syncQueued) this.closeWal();
   }
 }
