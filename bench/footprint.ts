@@ -9,7 +9,13 @@ import { AGENT_TOKEN, Scratch, sleep, startCliAgent } from "./lib/stack.js";
 import { fmt, median } from "./lib/stats.js";
 
 const RUNS = 5;
+/** First reading: shortly after start, while the startup's garbage is still around. */
 const IDLE_MS = 5_000;
+/**
+ * Second reading: settled. V8's memory reducer runs about 8 s after allocation stops and gives
+ * back the young generation that start-up grew; an agent idles like this for hours between jobs.
+ */
+const SETTLED_MS = 20_000;
 const GOAL_AGENT_MIB = 60;
 const MIB = 2 ** 20;
 
@@ -25,6 +31,7 @@ async function steadyRss(pid: number): Promise<number> {
 const AGENT_ROLE = [
   "agent/agent.js",
   "agent/docker-backend.js",
+  "agent/dockerode-loader.js",
   "agent/git-checkout.js",
   "bin/agent-command.js",
 ];
@@ -37,14 +44,14 @@ const IMPORT_SETS: Array<[string, string[]]> = [
     "what `phab-dock-ci` loads for any command (both roles, `up`, ora)",
     [...AGENT_ROLE, ...COORDINATOR_ROLE, "bin/up-command.js", "ora"],
   ],
-  ["dockerode", ["dockerode"]],
+  ["dockerode, as the agent loads it (without gRPC and ssh2)", ["agent/dockerode-loader.js"]],
+  ["dockerode, all of it", ["dockerode"]],
   ["undici", ["undici"]],
   ["conf", ["conf"]],
   ["ora", ["ora"]],
   ["ws", ["ws"]],
   ["simple-git", ["simple-git"]],
   ["better-sqlite3", ["better-sqlite3"]],
-  ["commander", ["commander"]],
 ];
 
 async function importCost(specs: string[]): Promise<number> {
@@ -78,6 +85,7 @@ export async function footprint(): Promise<BenchResult> {
   const t0 = performance.now();
   const scratch = new Scratch("footprint");
   const agentRss: number[] = [];
+  const agentEarlyRss: number[] = [];
   const coordinatorRss: number[] = [];
   const agentReady: number[] = [];
   const coordinatorReady: number[] = [];
@@ -103,6 +111,8 @@ export async function footprint(): Promise<BenchResult> {
         agent = started.child;
         agentReady.push(started.readyMs);
         await sleep(IDLE_MS);
+        agentEarlyRss.push((await steadyRss(agent.pid)) / MIB);
+        await sleep(SETTLED_MS - IDLE_MS - 1_000);
         agentRss.push((await steadyRss(agent.pid)) / MIB);
         coordinatorRss.push((await steadyRss(coordinator.pid)) / MIB);
       } finally {
@@ -115,11 +125,12 @@ export async function footprint(): Promise<BenchResult> {
   }
   const figures: Figure[] = [
     {
-      name: "idle agent RSS",
+      name: `idle agent RSS, settled (${SETTLED_MS / 1000} s after ready)`,
       unit: "MiB",
       values: agentRss,
       goal: { op: "<=", value: GOAL_AGENT_MIB },
     },
+    { name: `idle agent RSS, ${IDLE_MS / 1000} s after ready`, unit: "MiB", values: agentEarlyRss },
     { name: "idle coordinator RSS (one agent connected)", unit: "MiB", values: coordinatorRss },
     { name: "`phab-dock-ci agent` start → ready", unit: "ms", values: agentReady },
     { name: "`phab-dock-ci coordinator` start → listening", unit: "ms", values: coordinatorReady },
@@ -131,11 +142,14 @@ export async function footprint(): Promise<BenchResult> {
       "The real commands: `phab-dock-ci coordinator` (empty data directory) and `phab-dock-ci agent` (capacity 1,",
       "Docker engine answering), started fresh for each run. Ready is when the agent logs that the coordinator's",
       "welcome arrived (it pings Docker and removes leftovers of an earlier run before dialling); listening is",
-      `the coordinator's log line. RSS is /proc VmRSS ${IDLE_MS / 1000} s after the agent became ready. ${RUNS} runs.`,
+      `the coordinator's log line. RSS is /proc VmRSS (median of 5 readings 200 ms apart) ${IDLE_MS / 1000} s and`,
+      `${SETTLED_MS / 1000} s after the agent became ready: by then V8's memory reducer (about 8 s after allocation`,
+      "stops) has given back the young generation that start-up grew, which is what an agent idling",
+      `between jobs holds; the goal applies to that. ${RUNS} runs.`,
     ],
     figures,
     notes: [],
-    analysis: median(agentRss) > GOAL_AGENT_MIB ? await importTable(median(agentRss)) : [],
+    analysis: await importTable(median(agentRss)),
     seconds: (performance.now() - t0) / 1000,
   };
 }

@@ -1,6 +1,5 @@
 import { hostname } from "node:os";
 import { resolve } from "node:path";
-import { Command } from "commander";
 import {
   DEFAULT_DOCKER_SOCKET,
   DEFAULT_LOG_MEMORY_BYTES,
@@ -8,31 +7,38 @@ import {
   DEFAULT_RECONNECT,
   type AgentConfig,
 } from "../agent/config.js";
+import type { CommandSpec, OptionSpec } from "./cli.js";
 import { ConfigError, OptionReader } from "./options.js";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const LABEL = /^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,63}$/;
 
-export function addAgentOptions(cmd: Command): Command {
-  return cmd
-    .option("--url <url>", "coordinator agent endpoint, ws(s)://host/agent (PDCI_URL)")
-    .option("--token-file <file>", "file holding the agent token (PDCI_AGENT_TOKEN)")
-    .option(
-      "--name <name>",
-      "agent name, unique per host (PDCI_AGENT_NAME, default: remembered, else the host name)",
-    )
-    .option("--labels <list>", "comma list of labels jobs can ask for (PDCI_LABELS)")
-    .option("--capacity <n>", "jobs run at once (PDCI_CAPACITY, default 1)")
-    .option("--work-dir <dir>", "mirror cache, workspaces, identity (PDCI_WORK_DIR, default ./data/agent)")
-    .option(
-      "--docker-socket <path>",
-      "Docker engine socket (PDCI_DOCKER_SOCKET, default /var/run/docker.sock)",
-    )
-    .option(
-      "--reconnect-max <seconds>",
-      "longest wait between reconnect attempts (PDCI_RECONNECT_MAX, default 60)",
-    );
-}
+export const AGENT_OPTIONS: readonly OptionSpec[] = [
+  { name: "url", value: "url", help: "coordinator agent endpoint, ws(s)://host/agent (PDCI_URL)" },
+  { name: "token-file", value: "file", help: "file holding the agent token (PDCI_AGENT_TOKEN)" },
+  {
+    name: "name",
+    value: "name",
+    help: "agent name, unique per host (PDCI_AGENT_NAME, default: remembered, else the host name)",
+  },
+  { name: "labels", value: "list", help: "comma list of labels jobs can ask for (PDCI_LABELS)" },
+  { name: "capacity", value: "n", help: "jobs run at once (PDCI_CAPACITY, default 1)" },
+  {
+    name: "work-dir",
+    value: "dir",
+    help: "mirror cache, workspaces, identity (PDCI_WORK_DIR, default ./data/agent)",
+  },
+  {
+    name: "docker-socket",
+    value: "path",
+    help: "Docker engine socket (PDCI_DOCKER_SOCKET, default /var/run/docker.sock)",
+  },
+  {
+    name: "reconnect-max",
+    value: "seconds",
+    help: "longest wait between reconnect attempts (PDCI_RECONNECT_MAX, default 60)",
+  },
+];
 
 /**
  * An agent started without a name remembers the one it chose in its work directory (with `conf`),
@@ -95,8 +101,11 @@ export async function agentConfig(
   return Object.freeze(config);
 }
 
-export function agentCommand(run: (config: AgentConfig) => Promise<void>): Command {
-  return addAgentOptions(
-    new Command("agent").description("run a build agent on this Docker host; it dials the coordinator"),
-  ).action(async (opts: Record<string, unknown>) => run(await agentConfig(opts, process.env)));
+export function agentCommand(run: (config: AgentConfig) => Promise<void>): CommandSpec {
+  return {
+    name: "agent",
+    description: "run a build agent on this Docker host; it dials the coordinator",
+    options: [...AGENT_OPTIONS],
+    run: async (opts) => run(await agentConfig(opts, process.env)),
+  };
 }

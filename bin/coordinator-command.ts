@@ -1,5 +1,4 @@
 import { resolve } from "node:path";
-import { Command } from "commander";
 import {
   DEFAULT_CONDUIT_TIMEOUT_MS,
   DEFAULT_LIMITS,
@@ -9,51 +8,86 @@ import {
   DEFAULT_TIMING,
   type CoordinatorConfig,
 } from "../coordinator/config.js";
+import type { CommandSpec, OptionSpec } from "./cli.js";
 import { ConfigError, OptionReader } from "./options.js";
 
 const MIB = 1024 * 1024;
 
-export function addCoordinatorOptions(cmd: Command): Command {
-  return cmd
-    .option("--listen <host:port>", "address to listen on (PDCI_LISTEN, default 127.0.0.1:8080)")
-    .option("--data <dir>", "SQLite database and logs (PDCI_DATA, default ./data)")
-    .option("--public-url <url>", "base of links given to Harbormaster (PDCI_PUBLIC_URL)")
-    .option("--conduit-url <url>", "Phabricator/Phorge base URL (PDCI_CONDUIT_URL)")
-    .option("--conduit-token-file <file>", "file holding the Conduit API token (PDCI_CONDUIT_TOKEN)")
-    .option("--webhook-user <user>", "HTTP Basic user Harbormaster sends (PDCI_WEBHOOK_USER)")
-    .option("--webhook-password-file <file>", "file holding the HTTP Basic password (PDCI_WEBHOOK_PASSWORD)")
-    .option("--agent-token-file <file>", "file holding the token agents present (PDCI_AGENT_TOKEN)")
-    .option(
-      "--api-token-file <file>",
-      "file holding the bearer token of the write API, e.g. cancel (PDCI_API_TOKEN)",
-    )
-    .option(
-      "--poll-interval <seconds>",
-      "how often active jobs' builds are checked for abort/restart (PDCI_POLL_INTERVAL, default 10)",
-    )
-    .option("--conduit-timeout <seconds>", "timeout of one Conduit call (PDCI_CONDUIT_TIMEOUT, default 15)")
-    .option(
-      "--conduit-retry-max <seconds>",
-      "longest wait between retries of a Conduit message (PDCI_CONDUIT_RETRY_MAX, default 60)",
-    )
-    .option(
-      "--allow-repository <prefix...>",
-      "only build repositories whose URI starts with a prefix (PDCI_ALLOW_REPOSITORIES, comma list)",
-    )
-    .option("--retries <n>", "runs of a lost job on another agent before it fails (PDCI_RETRIES, default 1)")
-    .option(
-      "--job-timeout <seconds>",
-      "wall-clock limit of a job's container (PDCI_JOB_TIMEOUT, default 3600)",
-    )
-    .option("--job-memory <MiB>", "memory limit of a job's container (PDCI_JOB_MEMORY, default 2048)")
-    .option("--job-cpus <n>", "CPU limit of a job's container (PDCI_JOB_CPUS, default 2)")
-    .option("--job-pids <n>", "process limit of a job's container (PDCI_JOB_PIDS, default 1024)")
-    .option(
-      "--heartbeat-interval <seconds>",
-      "agent heartbeat interval (PDCI_HEARTBEAT_INTERVAL, default 10)",
-    )
-    .option("--lease <seconds>", "a job whose agent is silent this long is lost (PDCI_LEASE, default 30)");
-}
+export const COORDINATOR_OPTIONS: readonly OptionSpec[] = [
+  { name: "listen", value: "host:port", help: "address to listen on (PDCI_LISTEN, default 127.0.0.1:8080)" },
+  { name: "data", value: "dir", help: "SQLite database and logs (PDCI_DATA, default ./data)" },
+  { name: "public-url", value: "url", help: "base of links given to Harbormaster (PDCI_PUBLIC_URL)" },
+  { name: "conduit-url", value: "url", help: "Phabricator/Phorge base URL (PDCI_CONDUIT_URL)" },
+  {
+    name: "conduit-token-file",
+    value: "file",
+    help: "file holding the Conduit API token (PDCI_CONDUIT_TOKEN)",
+  },
+  { name: "webhook-user", value: "user", help: "HTTP Basic user Harbormaster sends (PDCI_WEBHOOK_USER)" },
+  {
+    name: "webhook-password-file",
+    value: "file",
+    help: "file holding the HTTP Basic password (PDCI_WEBHOOK_PASSWORD)",
+  },
+  {
+    name: "agent-token-file",
+    value: "file",
+    help: "file holding the token agents present (PDCI_AGENT_TOKEN)",
+  },
+  {
+    name: "api-token-file",
+    value: "file",
+    help: "file holding the bearer token of the write API, e.g. cancel (PDCI_API_TOKEN)",
+  },
+  {
+    name: "poll-interval",
+    value: "seconds",
+    help: "how often active jobs' builds are checked for abort/restart (PDCI_POLL_INTERVAL, default 10)",
+  },
+  {
+    name: "conduit-timeout",
+    value: "seconds",
+    help: "timeout of one Conduit call (PDCI_CONDUIT_TIMEOUT, default 15)",
+  },
+  {
+    name: "conduit-retry-max",
+    value: "seconds",
+    help: "longest wait between retries of a Conduit message (PDCI_CONDUIT_RETRY_MAX, default 60)",
+  },
+  {
+    name: "allow-repository",
+    value: "prefix",
+    help: "only build repositories whose URI starts with a prefix (PDCI_ALLOW_REPOSITORIES, comma list)",
+    variadic: true,
+  },
+  {
+    name: "retries",
+    value: "n",
+    help: "runs of a lost job on another agent before it fails (PDCI_RETRIES, default 1)",
+  },
+  {
+    name: "job-timeout",
+    value: "seconds",
+    help: "wall-clock limit of a job's container (PDCI_JOB_TIMEOUT, default 3600)",
+  },
+  {
+    name: "job-memory",
+    value: "MiB",
+    help: "memory limit of a job's container (PDCI_JOB_MEMORY, default 2048)",
+  },
+  { name: "job-cpus", value: "n", help: "CPU limit of a job's container (PDCI_JOB_CPUS, default 2)" },
+  { name: "job-pids", value: "n", help: "process limit of a job's container (PDCI_JOB_PIDS, default 1024)" },
+  {
+    name: "heartbeat-interval",
+    value: "seconds",
+    help: "agent heartbeat interval (PDCI_HEARTBEAT_INTERVAL, default 10)",
+  },
+  {
+    name: "lease",
+    value: "seconds",
+    help: "a job whose agent is silent this long is lost (PDCI_LEASE, default 30)",
+  },
+];
 
 /** Builds the one validated, frozen coordinator configuration from flags and environment. */
 export function coordinatorConfig(opts: Record<string, unknown>, env: NodeJS.ProcessEnv): CoordinatorConfig {
@@ -120,10 +154,11 @@ export function coordinatorConfig(opts: Record<string, unknown>, env: NodeJS.Pro
   return Object.freeze(config);
 }
 
-export function coordinatorCommand(run: (config: CoordinatorConfig) => Promise<void>): Command {
-  return addCoordinatorOptions(
-    new Command("coordinator").description(
-      "run the coordinator: webhook intake, queue, agent hub, Conduit reporter, web UI",
-    ),
-  ).action(async (opts: Record<string, unknown>) => run(coordinatorConfig(opts, process.env)));
+export function coordinatorCommand(run: (config: CoordinatorConfig) => Promise<void>): CommandSpec {
+  return {
+    name: "coordinator",
+    description: "run the coordinator: webhook intake, queue, agent hub, Conduit reporter, web UI",
+    options: [...COORDINATOR_OPTIONS],
+    run: async (opts) => run(coordinatorConfig(opts, process.env)),
+  };
 }

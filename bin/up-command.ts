@@ -1,11 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Command } from "commander";
 import type { AgentConfig } from "../agent/config.js";
 import type { CoordinatorConfig } from "../coordinator/config.js";
 import { agentConfig } from "./agent-command.js";
-import { addCoordinatorOptions, coordinatorConfig } from "./coordinator-command.js";
+import type { CommandSpec } from "./cli.js";
+import { COORDINATOR_OPTIONS, coordinatorConfig } from "./coordinator-command.js";
 
 /** The agent token of a local `up`, kept in the data directory so restarts reuse it. */
 function localAgentToken(dataDir: string): string {
@@ -48,20 +48,23 @@ export async function upConfig(opts: Record<string, unknown>, env: NodeJS.Proces
   };
 }
 
-export function upCommand(run: (config: UpConfig) => Promise<void>): Command {
-  const cmd = new Command("up").description(
-    "a coordinator and one local agent in one process, plus a sample repository to build",
-  );
-  addCoordinatorOptions(cmd);
-  cmd
-    .option("--name <name>", "local agent name (PDCI_AGENT_NAME)")
-    .option("--labels <list>", "local agent labels (PDCI_LABELS)")
-    .option("--capacity <n>", "local agent capacity (PDCI_CAPACITY)")
-    .option("--work-dir <dir>", "local agent work directory (default <data>/agent)")
-    .option("--docker-socket <path>", "Docker engine socket (PDCI_DOCKER_SOCKET)")
-    .option(
-      "--sample-base <image>",
-      "base image of the sample repository (PDCI_SAMPLE_BASE, default busybox:latest)",
-    );
-  return cmd.action(async (opts: Record<string, unknown>) => run(await upConfig(opts, process.env)));
+export function upCommand(run: (config: UpConfig) => Promise<void>): CommandSpec {
+  return {
+    name: "up",
+    description: "a coordinator and one local agent in one process, plus a sample repository to build",
+    options: [
+      ...COORDINATOR_OPTIONS,
+      { name: "name", value: "name", help: "local agent name (PDCI_AGENT_NAME)" },
+      { name: "labels", value: "list", help: "local agent labels (PDCI_LABELS)" },
+      { name: "capacity", value: "n", help: "local agent capacity (PDCI_CAPACITY)" },
+      { name: "work-dir", value: "dir", help: "local agent work directory (default <data>/agent)" },
+      { name: "docker-socket", value: "path", help: "Docker engine socket (PDCI_DOCKER_SOCKET)" },
+      {
+        name: "sample-base",
+        value: "image",
+        help: "base image of the sample repository (PDCI_SAMPLE_BASE, default busybox:latest)",
+      },
+    ],
+    run: async (opts) => run(await upConfig(opts, process.env)),
+  };
 }

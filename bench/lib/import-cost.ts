@@ -11,7 +11,11 @@ const DIST = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 async function main(): Promise<void> {
   for (const spec of process.argv.slice(2)) {
-    await import(spec.endsWith(".js") ? pathToFileURL(join(DIST, spec)).href : spec);
+    const mod = (await import(spec.endsWith(".js") ? pathToFileURL(join(DIST, spec)).href : spec)) as {
+      loadDockerode?: () => unknown;
+    };
+    // The agent loads dockerode when it creates its Docker backend, through this loader.
+    mod.loadDockerode?.();
   }
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
