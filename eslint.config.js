@@ -32,7 +32,12 @@ export default tseslint.config(
     rules: { "no-restricted-imports": ["error", { patterns: ["../agent/*"] }] },
   },
   {
-    files: ["protocol/**/*.ts"],
+    // The protocol proper stays free of Node APIs; protocol/node/ holds what both sides share on Node.
+    files: ["protocol/*.ts"],
     rules: { "no-restricted-imports": ["error", { patterns: ["node:*", "../agent/*", "../coordinator/*"] }] },
+  },
+  {
+    files: ["protocol/node/*.ts"],
+    rules: { "no-restricted-imports": ["error", { patterns: ["../../agent/*", "../../coordinator/*"] }] },
   },
 );

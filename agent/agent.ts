@@ -1,5 +1,4 @@
 import { rm } from "node:fs/promises";
-import { Socket } from "node:net";
 import { join } from "node:path";
 import { WebSocket } from "ws";
 import { fullJitterDelay } from "../protocol/backoff.js";
@@ -12,6 +11,7 @@ import {
   type WelcomeMessage,
 } from "../protocol/messages.js";
 import { encodeLogFrame } from "../protocol/log-frame.js";
+import { TurnCork } from "../protocol/node/turn-cork.js";
 import { MAX_FRAME_BYTES, parseCoordinatorMessage } from "../protocol/parse.js";
 import type { AgentConfig } from "./config.js";
 import type { ContainerBackend } from "./container-backend.js";
@@ -47,8 +47,8 @@ export class Agent {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private attempt = 0;
   private stopped = false;
-  /** The socket is corked until the end of this turn (see corkForTurn). */
-  private corked = false;
+  /** Frames of one turn leave in one TCP write (accept and the first phases; a log chunk and a phase). */
+  private cork: TurnCork | null = null;
   private draining = false;
   private idleWaiters: Array<() => void> = [];
 
@@ -89,6 +89,7 @@ export class Agent {
       handshakeTimeout: 10_000,
     });
     this.ws = ws;
+    this.cork = new TurnCork(ws);
     ws.on("open", () => this.hello());
     ws.on("pong", () => (this.lastPongAt = Date.now()));
     ws.on("message", (data, isBinary) => {
@@ -145,27 +146,10 @@ export class Agent {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
     if (msg.type !== "hello" && msg.type !== "error" && !this.welcome) return false;
-    this.corkForTurn(ws);
+    this.cork?.hold();
     if (msg.type === "job.log") ws.send(encodeLogFrame(msg), { binary: true });
     else ws.send(JSON.stringify(msg));
     return true;
-  }
-
-  /**
-   * Frames sent in one turn of the event loop (accept and the first phases; a log chunk and a
-   * phase) leave in one TCP write, so both ends make one syscall for them instead of one each.
-   */
-  private corkForTurn(ws: WebSocket): void {
-    if (this.corked) return;
-    // ws keeps its socket private; without one (a test double) frames simply go out one by one.
-    const socket: unknown = Reflect.get(ws, "_socket");
-    if (!(socket instanceof Socket)) return;
-    this.corked = true;
-    socket.cork();
-    setImmediate(() => {
-      this.corked = false;
-      socket.uncork();
-    });
   }
 
   private handle(msg: CoordinatorMessage): void {

@@ -37,7 +37,8 @@ export class LogStreamer {
   private connected = true;
   private timer: NodeJS.Timeout | null = null;
   private held: (() => void) | null = null;
-  private drained: (() => void) | null = null;
+  /** `finish` waiting for the last byte to be handed to the connection. */
+  private allSent: (() => void) | null = null;
 
   constructor(private opts: LogStreamerOptions) {
     this.unacked = new UnackedBytes({
@@ -132,6 +133,7 @@ export class LogStreamer {
       this.connected = true;
       this.sentOffset += chunk.length;
     }
+    if (this.allSent && this.sentOffset >= this.total) this.allSent();
   }
 
   /** The coordinator made bytes up to `offset` durable. */
@@ -159,7 +161,6 @@ export class LogStreamer {
     this.unacked.ack(offset);
     if (this.sentOffset < this.unacked.acked) this.sentOffset = this.unacked.acked;
     this.releaseIfAllowed();
-    if (this.drained && this.unacked.acked === this.total) this.drained();
     return true;
   }
 
@@ -171,14 +172,20 @@ export class LogStreamer {
     this.flush();
   }
 
-  /** Ends the log and resolves once every byte is acknowledged. */
+  /**
+   * Ends the log and resolves once every byte has been sent (while disconnected: after the
+   * reconnect has sent them). The result can then follow the last chunk at once: the coordinator
+   * makes the log durable before it records the result, and asks for a rewind if bytes are
+   * missing. Bytes stay kept for resends until acknowledged, or until the result is.
+   */
   async finish(): Promise<{ totalBytes: number; sha256: string }> {
     await new Promise<void>((resolve) => this.writable.end(resolve));
     this.flush();
-    if (this.unacked.acked < this.total) {
+    if (this.sentOffset < this.total) {
       await new Promise<void>((resolve) => {
-        this.drained = resolve;
+        this.allSent = resolve;
       });
+      this.allSent = null;
     }
     return { totalBytes: this.total, sha256: this.hash.digest("hex") };
   }
@@ -188,9 +195,9 @@ export class LogStreamer {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.unacked.dispose();
-    const waiters = [this.held, this.drained];
+    const waiters = [this.held, this.allSent];
     this.held = null;
-    this.drained = null;
+    this.allSent = null;
     for (const w of waiters) w?.();
   }
 }

@@ -4,7 +4,8 @@
  * BENCH_ONLY=id[,id…] runs only those (ids: e2e-overhead, dispatch-latency, dispatch-throughput,
  * connection-scale, log-throughput, footprint); the report then goes to a file in the temp
  * directory instead, so a partial run never replaces the full results. BENCH_VERBOSE=1 shows the
- * children's stderr.
+ * children's stderr; BENCH_PROFILE=1 profiles the coordinator in dispatch-throughput even when
+ * the goal is met.
  */
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

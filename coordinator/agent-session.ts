@@ -1,5 +1,6 @@
 import type { WebSocket } from "ws";
 import type { CoordinatorMessage } from "../protocol/messages.js";
+import { TurnCork } from "../protocol/node/turn-cork.js";
 
 /** One connected agent as the coordinator sees it: its socket and the jobs it holds. */
 export class AgentSession {
@@ -10,6 +11,8 @@ export class AgentSession {
   readonly labels: ReadonlySet<string>;
   lastSeen = Date.now();
   closed = false;
+  /** Frames of one turn leave in one TCP write (a result's acknowledgement and the next offer). */
+  private readonly cork: TurnCork;
 
   constructor(
     readonly name: string,
@@ -19,6 +22,7 @@ export class AgentSession {
     private readonly socket: WebSocket,
   ) {
     this.labels = new Set(labels);
+    this.cork = new TurnCork(socket);
   }
 
   freeSlots(): number {
@@ -32,6 +36,7 @@ export class AgentSession {
 
   send(msg: CoordinatorMessage): void {
     if (this.closed) return;
+    this.cork.hold();
     this.socket.send(JSON.stringify(msg));
   }
 

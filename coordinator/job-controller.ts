@@ -19,6 +19,8 @@ export class JobController {
   private ackScheduled = false;
   private lastSync = 0;
   private readonly finishing = new Set<number>();
+  /** Jobs whose job.finished is being handled: its acknowledgement stands for the log's. */
+  private readonly resultPending = new Set<number>();
   private leaseTimer: NodeJS.Timeout | null = null;
   /** What running jobs are doing (fetching, building…): shown in the UI, not worth a disk write. */
   private readonly phases = new Map<number, string>();
@@ -153,7 +155,6 @@ export class JobController {
       return;
     }
     session.running.add(id);
-    this.logs.prepare(id);
     this.scheduler.settled(id);
     this.reporter.wake();
     this.log.info(`job ${id} started on ${session.name}`);
@@ -203,8 +204,11 @@ export class JobController {
     this.ackWaiting.clear();
     this.lastSync = Date.now();
     const ack = () => {
-      for (const [id, session] of waiting)
+      for (const [id, session] of waiting) {
+        // A job that ended (or is ending) here needs no log.ack: finished.ack or job.cancel follows.
+        if (!session.running.has(id) || this.resultPending.has(id)) continue;
         session.send({ type: "log.ack", jobId: String(id), offset: this.logs.durableLength(id) });
+      }
     };
     this.logs
       .flush(waiting.keys())
@@ -222,42 +226,47 @@ export class JobController {
 
   private async finished(session: AgentSession, msg: JobFinishedMessage): Promise<void> {
     const id = Number(msg.jobId);
-    const job = Number.isSafeInteger(id) ? this.store.getJob(id) : undefined;
-    if (!job || !this.owns(session, id, job)) {
+    if (!session.running.has(id)) {
       // A duplicate, or a job that was taken away from this agent: acknowledge and ignore.
       session.send({ type: "finished.ack", jobId: msg.jobId });
       return;
     }
-    await this.logs.flush([id]);
-    // The job may have been lost or cancelled while the log synced.
-    if (!this.owns(session, id)) {
-      session.send({ type: "finished.ack", jobId: msg.jobId });
-      return;
-    }
-    const length = this.logs.durableLength(id);
-    if (length < msg.totalBytes) {
-      session.send({ type: "log.rewind", jobId: msg.jobId, offset: length });
-      return;
-    }
-    if (this.finishing.has(id)) return;
-    this.finishing.add(id);
+    // The result's acknowledgement will cover the log: no separate log.ack (see flushAcks).
+    this.resultPending.add(id);
     try {
-      const sha = await this.logs.sha256(id);
-      const current = this.store.getJob(id) ?? job;
-      const reason =
-        sha === msg.sha256
-          ? msg.reason
-          : `${msg.reason} (log checksum mismatch: agent ${msg.sha256}, stored ${sha})`.trim();
-      this.complete(
-        job,
-        { result: msg.result, reason, exitCode: msg.exitCode, logBytes: length, logSha256: sha },
-        !current.cancelSilent,
-      );
-      session.running.delete(id);
-      // The agent forgets the job once acked: the result must be on disk before it hears so.
-      this.store.afterCommit(() => session.send({ type: "finished.ack", jobId: msg.jobId }));
+      await this.logs.flush([id]);
+      // The job may have been lost or cancelled while the log synced.
+      const current = this.store.getJob(id);
+      if (!current || !this.owns(session, id, current)) {
+        session.send({ type: "finished.ack", jobId: msg.jobId });
+        return;
+      }
+      const length = this.logs.durableLength(id);
+      if (length < msg.totalBytes) {
+        session.send({ type: "log.rewind", jobId: msg.jobId, offset: length });
+        return;
+      }
+      if (this.finishing.has(id)) return;
+      this.finishing.add(id);
+      try {
+        const sha = await this.logs.sha256(id);
+        const reason =
+          sha === msg.sha256
+            ? msg.reason
+            : `${msg.reason} (log checksum mismatch: agent ${msg.sha256}, stored ${sha})`.trim();
+        this.complete(
+          current,
+          { result: msg.result, reason, exitCode: msg.exitCode, logBytes: length, logSha256: sha },
+          !current.cancelSilent,
+        );
+        session.running.delete(id);
+        // The agent forgets the job once acked: the result must be on disk before it hears so.
+        this.store.afterCommit(() => session.send({ type: "finished.ack", jobId: msg.jobId }));
+      } finally {
+        this.finishing.delete(id);
+      }
     } finally {
-      this.finishing.delete(id);
+      this.resultPending.delete(id);
     }
   }
 

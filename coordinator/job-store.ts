@@ -62,6 +62,8 @@ export interface OutboxOutcome {
 
 /** A Conduit call to make later, written in the same transaction as the state change it reports. */
 export interface OutboxEntry {
+  /** The build target the call is about: calls of one target are delivered in order. */
+  targetPhid: string;
   method: string;
   params: Record<string, unknown>;
 }

@@ -1,13 +1,11 @@
 import { createHash, type Hash } from "node:crypto";
 import {
-  close,
   closeSync,
   createReadStream,
   fstatSync,
   fdatasync,
   fdatasyncSync,
   mkdirSync,
-  open,
   openSync,
   renameSync,
   statSync,
@@ -48,8 +46,6 @@ interface OpenLog {
  */
 export class LogStore {
   private readonly open = new Map<number, OpenLog>();
-  /** Opens running in the thread pool (see `prepare`), each with a token that `close` revokes. */
-  private readonly opening = new Map<number, object>();
 
   constructor(
     private readonly dir: string,
@@ -62,38 +58,10 @@ export class LogStore {
     return join(this.dir, `${jobId}.log`);
   }
 
-  /**
-   * Opens (creates) a job's log in the thread pool ahead of its first bytes: creating a file is a
-   * slow syscall the event loop need not wait for. The first append opens it itself if this has
-   * not finished by then; a late or failed open here is then simply dropped.
-   */
-  prepare(jobId: number): void {
-    if (this.open.has(jobId) || this.opening.has(jobId)) return;
-    const token = {};
-    this.opening.set(jobId, token);
-    open(this.path(jobId), "a", (err, fd) => {
-      if (err) {
-        if (this.opening.get(jobId) === token) this.opening.delete(jobId);
-        return;
-      }
-      if (this.opening.get(jobId) !== token || this.open.has(jobId)) {
-        // Opened synchronously meanwhile, or the log was closed or moved: not needed any more.
-        close(fd, () => undefined);
-        return;
-      }
-      this.opening.delete(jobId);
-      this.adopt(jobId, fd);
-    });
-  }
-
   private handle(jobId: number): OpenLog {
-    const log = this.open.get(jobId);
-    if (log) return log;
-    this.opening.delete(jobId);
-    return this.adopt(jobId, openSync(this.path(jobId), "a"));
-  }
-
-  private adopt(jobId: number, fd: number): OpenLog {
+    const found = this.open.get(jobId);
+    if (found) return found;
+    const fd = openSync(this.path(jobId), "a");
     const length = fstatSync(fd).size;
     const log: OpenLog = {
       fd,
@@ -206,7 +174,6 @@ export class LogStore {
 
   /** Syncs (when needed) and closes a finished job's log. */
   close(jobId: number): void {
-    this.opening.delete(jobId);
     const log = this.open.get(jobId);
     if (!log) return;
     this.syncNow(jobId);

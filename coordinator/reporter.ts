@@ -50,6 +50,7 @@ export class Reporter {
     if (!this.client) return [];
     return [
       {
+        targetPhid: job.targetPhid,
         method: "harbormaster.createartifact",
         params: {
           buildTargetPHID: job.targetPhid,
@@ -71,6 +72,7 @@ export class Reporter {
     const summary = result === "pass" ? "passed" : reason || result;
     return [
       {
+        targetPhid: job.targetPhid,
         method: "harbormaster.sendmessage",
         params: {
           receiver: job.targetPhid,
@@ -97,6 +99,7 @@ export class Reporter {
     const what = retrying ? "running it again on another agent" : "no retries left";
     return [
       {
+        targetPhid: job.targetPhid,
         method: "harbormaster.sendmessage",
         params: {
           receiver: job.targetPhid,

@@ -12,6 +12,7 @@ import type {
   OutboxOutcome,
   QueuedJob,
 } from "./job-store.js";
+import { PdciError } from "../protocol/errors.js";
 import { SCHEMA } from "./sqlite-schema.js";
 
 type Row = Record<string, unknown>;
@@ -89,9 +90,24 @@ export class SqliteJobStore implements JobStore {
    */
   constructor(private readonly file: string) {
     this.db = new Database(file);
-    this.db.pragma("journal_mode = WAL");
+    // One coordinator owns its data directory: an exclusive lock, taken at the first access and
+    // held, saves the file-lock calls every transaction would make, keeps the WAL index in memory
+    // instead of a shared-memory file, and stops a second coordinator on the same data.
+    this.db.pragma("locking_mode = EXCLUSIVE");
+    this.db.pragma("busy_timeout = 1000");
+    try {
+      this.db.pragma("journal_mode = WAL");
+    } catch (err) {
+      this.db.close();
+      if ((err as { code?: unknown }).code === "SQLITE_BUSY") {
+        throw new PdciError(
+          "data_locked",
+          `${file} is in use by another coordinator (one per data directory)`,
+        );
+      }
+      throw err;
+    }
     this.db.pragma("synchronous = NORMAL");
-    this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
   }
 
@@ -210,12 +226,11 @@ export class SqliteJobStore implements JobStore {
   /** Queues Conduit calls for a job; inside the caller's transaction. */
   private addOutbox(jobId: number, entries: OutboxEntry[], now: number): void {
     if (entries.length === 0) return;
-    const target = this.row("SELECT target_phid FROM jobs WHERE id = ?", jobId)?.["target_phid"];
     const insert = this.prepare(
       `INSERT INTO outbox (job_id, target_phid, method, params, state, next_attempt_at, created_at)
        VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
     );
-    for (const e of entries) insert.run(jobId, target, e.method, JSON.stringify(e.params), now, now);
+    for (const e of entries) insert.run(jobId, e.targetPhid, e.method, JSON.stringify(e.params), now, now);
   }
 
   createJobs(jobs: NewJob[], now: number): Array<{ job: Job; created: boolean }> {
@@ -239,7 +254,31 @@ export class SqliteJobStore implements JobStore {
       JSON.stringify(job.meta),
       now,
     );
-    return { job: this.getJob(Number(info.lastInsertRowid)) as Job, created: true };
+    // The row as inserted, without reading it back (the column defaults, spelled out).
+    const created: Job = {
+      id: Number(info.lastInsertRowid),
+      targetPhid: job.targetPhid,
+      repositoryUri: job.repositoryUri,
+      ref: job.ref,
+      commit: job.commit,
+      labels: [...job.labels],
+      meta: { ...job.meta },
+      state: "queued",
+      result: null,
+      reason: "",
+      exitCode: null,
+      agent: null,
+      attempt: 0,
+      leaseExpiresAt: null,
+      createdAt: now,
+      startedAt: null,
+      finishedAt: null,
+      logBytes: 0,
+      logSha256: "",
+      cancelReason: "",
+      cancelSilent: false,
+    };
+    return { job: created, created: true };
   }
 
   getJob(id: number): Job | undefined {

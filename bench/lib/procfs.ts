@@ -17,13 +17,61 @@ export const rssBytes = (pid: number): number => statusField(pid, "VmRSS");
 /** Peak resident set size since the process started, in bytes. */
 export const peakRssBytes = (pid: number): number => statusField(pid, "VmHWM");
 
-/** User plus system CPU time the process used so far, in seconds. */
-export function cpuSeconds(pid: number): number {
-  const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+/** User and system CPU time of a process (`/proc/<pid>/stat`) or one thread of it, in seconds. */
+export function cpuTimes(pid: number, tid?: number): { user: number; system: number } {
+  const path = tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`;
+  const text = readFileSync(path, "utf8");
   // The command name (field 2) may contain spaces; the fields after its closing parenthesis do not.
   const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
   // rest[0] is field 3 (state), so utime (field 14) is rest[11] and stime (field 15) is rest[12].
-  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+  return { user: Number(rest[11]) / CLK_TCK, system: Number(rest[12]) / CLK_TCK };
+}
+
+/** User plus system CPU time the process used so far, in seconds. */
+export function cpuSeconds(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.system;
+}
+
+/** Busy and total CPU time of the whole machine so far (first line of /proc/stat), in ticks. */
+export function machineTicks(): { busy: number; total: number } {
+  const first = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+  const f = first.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  // idle (4th) and iowait (5th) are not busy.
+  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
+}
+
+/** Where a process's CPU went over a window: kernel share, its main (JS) thread, the machine. */
+export class CpuSplitMeter {
+  private readonly proc0: { user: number; system: number };
+  private readonly main0: { user: number; system: number };
+  private readonly machine0: { busy: number; total: number };
+  private readonly t0 = performance.now();
+
+  constructor(private readonly pid: number) {
+    this.proc0 = cpuTimes(pid);
+    this.main0 = cpuTimes(pid, pid);
+    this.machine0 = machineTicks();
+  }
+
+  /** Seconds of CPU in the window, in all, in the kernel, on the main thread; machine busy %. */
+  read(): { cpuSeconds: number; systemSeconds: number; mainThreadSeconds: number; machineBusyPct: number } {
+    const p = cpuTimes(this.pid);
+    const m = cpuTimes(this.pid, this.pid);
+    const machine = machineTicks();
+    return {
+      cpuSeconds: p.user + p.system - this.proc0.user - this.proc0.system,
+      systemSeconds: p.system - this.proc0.system,
+      mainThreadSeconds: m.user + m.system - this.main0.user - this.main0.system,
+      machineBusyPct:
+        (100 * (machine.busy - this.machine0.busy)) / Math.max(1, machine.total - this.machine0.total),
+    };
+  }
+
+  get elapsedSeconds(): number {
+    return (performance.now() - this.t0) / 1000;
+  }
 }
 
 /** Samples a process's CPU use between two points in time. */
