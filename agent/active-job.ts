@@ -23,7 +23,7 @@ export interface ActiveJobDeps {
 
 /**
  * One job on this agent, from job.accept to finished.ack: runs it, streams its log, and repeats
- * job.finished (after the last log byte is acknowledged) until the coordinator acknowledges it.
+ * job.finished (right after the last log byte is sent) until the coordinator acknowledges it.
  */
 export class ActiveJob {
   readonly streamer: LogStreamer;

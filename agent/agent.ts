@@ -23,6 +23,11 @@ import type { Logger } from "./logger.js";
 export const AGENT_VERSION = "0.1.0";
 /** Heartbeat intervals without a pong before the socket is considered dead. */
 const PONG_MISSES = 3;
+/**
+ * An idle agent pings once every this many heartbeats: it has no lease to fence, and every ping
+ * costs the coordinator a pong (10,000 idle agents, 1,000 pongs a second at every beat).
+ */
+export const IDLE_PING_EVERY = 3;
 /** How long stop() waits for abandoned jobs to clean up their containers. */
 const STOP_WAIT_MS = 15_000;
 /** How often the agent checks whether its leases are about to run out. */
@@ -43,7 +48,12 @@ export class Agent {
   private fenceTimer: NodeJS.Timeout | null = null;
   /** The last welcome's timing, kept across disconnects for fencing. */
   private lastWelcome: WelcomeMessage | null = null;
+  /**
+   * When contact with the coordinator was last proven: a pong (it got everything sent before the
+   * ping, heartbeats included), or a job.assign (the new job's lease starts after it was sent).
+   */
   private lastPongAt = 0;
+  private beats = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private attempt = 0;
   private stopped = false;
@@ -199,14 +209,20 @@ export class Agent {
     this.notifyIdle();
   }
 
-  /** Heartbeat (renews our jobs' leases) and a ping, so a half-open socket is noticed and replaced. */
+  /**
+   * Heartbeat (renews our jobs' leases) and a ping, so a half-open socket is noticed and replaced:
+   * at every beat while jobs run (fencing needs fresh pongs), at every IDLE_PING_EVERY-th when idle.
+   */
   private beat(intervalMs: number): void {
     const now = Date.now();
+    const busy = this.jobs.size > 0;
     this.send({ type: "heartbeat", running: [...this.jobs.keys()] });
-    if (now - this.lastPongAt > PONG_MISSES * intervalMs) {
+    this.beats += 1;
+    const misses = busy ? PONG_MISSES : PONG_MISSES + IDLE_PING_EVERY;
+    if (now - this.lastPongAt > misses * intervalMs) {
       this.log.warn("the coordinator stopped answering pings; reconnecting");
       this.ws?.terminate();
-    } else {
+    } else if (busy || this.beats % IDLE_PING_EVERY === 0) {
       this.ws?.ping();
     }
   }
@@ -271,6 +287,13 @@ export class Agent {
       spoolDir: join(this.config.workDir, "spool"),
       log: this.log,
     });
+    if (this.jobs.size === 0) {
+      // Idle, the last pong may be a few beats old. The new job's lease starts only when the
+      // coordinator gets our accept, after it sent this offer: counting from now is safe for it,
+      // and (with no other job running) for every lease we hold. A ping brings a fresh pong.
+      this.lastPongAt = Date.now();
+      this.ws?.ping();
+    }
     this.jobs.set(msg.jobId, job);
     this.send({ type: "job.accept", jobId: msg.jobId });
     this.log.info(`job ${msg.jobId}: ${msg.spec.repositoryUri} ${msg.spec.ref || msg.spec.commit}`);

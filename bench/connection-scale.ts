@@ -3,6 +3,7 @@
  * processes, beating on the default heartbeat interval) connected to one coordinator process;
  * its resident memory per agent and the CPU it spends on the heartbeats.
  */
+import { IDLE_PING_EVERY } from "../agent/agent.js";
 import type { Child } from "./lib/child.js";
 import { coordinatorMemory, profileCoordinator, type MemoryFigures } from "./lib/profiling.js";
 import { CpuMeter, rssBytes } from "./lib/procfs.js";
@@ -131,7 +132,8 @@ export async function connectionScale(): Promise<BenchResult> {
     method: [
       `A coordinator process (default settings: a heartbeat every ${heartbeatMs / 1000} s, lease 30 s) and`,
       `${AGENTS.toLocaleString("en-US")} light agents — bare WebSocket clients that say hello and send heartbeats on the`,
-      `interval the welcome dictates, with a random phase — in ${PROCESSES} processes. After all are connected and`,
+      `interval the welcome dictates, with a random phase, and a ping every ${IDLE_PING_EVERY} heartbeats as an idle`,
+      `\`phab-dock-ci agent\` sends it (the coordinator answers each with a pong) — in ${PROCESSES} processes. After all are connected and`,
       `one interval has passed, ${WINDOWS} windows of one heartbeat interval each: the coordinator's CPU time`,
       "from /proc/<pid>/stat, and its RSS (/proc/<pid>/status) minus its RSS before any agent connected,",
       "divided by the number of agents.",

@@ -23,7 +23,7 @@ import { enc, WebhookClient } from "./lib/webhook-client.js";
 const JOBS = 10_000;
 const AGENTS = 100;
 const FLEET_PROCESSES = 2;
-const RUNS = 3;
+const RUNS = 5;
 const PROFILE_JOBS = 2_000;
 const WEBHOOK_CONCURRENCY = 16;
 const RUN_TIMEOUT_MS = 150_000;

@@ -128,9 +128,11 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger): 
       closed = true;
       scheduler.stop();
       jobs.stop();
-      hub.close();
+      // No new connections (reconnecting agents go elsewhere or wait), then goodbyes to agents.
+      const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await hub.close();
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await serverClosed;
       await watcher?.stop();
       await reporter.stop();
       logs.closeAll();

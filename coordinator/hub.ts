@@ -28,6 +28,8 @@ function asBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
 /** Bad frames tolerated per connection before it is closed with 1008. */
 const MAX_BAD_FRAMES = 5;
 const HELLO_TIMEOUT_MS = 10_000;
+/** How long shutdown waits for agents to answer the close handshake. */
+const CLOSE_GRACE_MS = 1_000;
 /** Close code telling an agent that a newer connection under its name took over. */
 const CLOSE_REPLACED = 4000;
 
@@ -61,6 +63,7 @@ export class Hub {
   }
 
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.closed) return void socket.destroy();
     const auth = req.headers.authorization ?? "";
     const token = auth.startsWith("Bearer ") ? auth.slice(7) : "";
     if (!secretEquals(token, this.config.agentToken)) {
@@ -177,10 +180,19 @@ export class Hub {
     }
   }
 
-  close(): void {
+  /**
+   * Says goodbye to every agent (close 1001: they reconnect to the next coordinator) and waits a
+   * moment for the close handshakes; a connection gone silent gets no longer than that.
+   */
+  async close(): Promise<void> {
     this.closed = true;
     if (this.silenceTimer) clearInterval(this.silenceTimer);
     for (const s of this.scheduler.sessions.values()) s.close(1001, "coordinator shutting down");
+    for (const ws of this.wss.clients) ws.close(1001, "coordinator shutting down");
+    for (let i = 0; i < CLOSE_GRACE_MS / 10 && this.wss.clients.size > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
   }
 }

@@ -152,3 +152,15 @@ test("cut off longer than the lease: the job runs elsewhere and the old agent st
     ["work", "pass"],
   );
 });
+
+test("an idle agent whose connection goes silent notices by its pings and connects again", async (t) => {
+  const c = await startTestCoordinator(t, coordinatorTestConfig(tempDir(t, "pdci-coord-")));
+  const proxy = await TcpProxy.start(c.port);
+  t.after(() => proxy.close());
+  const agent = await startTestAgent(t, `ws://127.0.0.1:${proxy.port}/agent`);
+  await waitFor("agent connected", () => agent.connected);
+  proxy.freeze();
+  // Idle, it pings every few heartbeats (200 ms here) and gives up after a few missed pongs.
+  await waitFor("the silent connection given up", () => !agent.connected, 10_000);
+  await waitFor("connected again", () => agent.connected, 10_000);
+});

@@ -1,6 +1,7 @@
 /**
  * Light agents: bare WebSocket clients that speak just enough of the protocol (hello, heartbeats on
- * the interval the welcome dictates, and accept / log / finished for an offered job), so that one
+ * the interval the welcome dictates with pings as often as the real agent sends them, and
+ * accept / log / finished for an offered job), so that one
  * process holds a thousand of them. The coordinator cannot tell them from real agents.
  *
  * Prints `{"ev":"ready","connected":n}` once every client got its welcome; answers `status` on
@@ -11,6 +12,7 @@
 import { createHash } from "node:crypto";
 import { createInterface } from "node:readline";
 import { WebSocket } from "ws";
+import { IDLE_PING_EVERY } from "../../agent/agent.js";
 import { PROTOCOL_VERSION } from "../../protocol/messages.js";
 import { encodeLogFrame } from "../../protocol/log-frame.js";
 
@@ -68,12 +70,17 @@ function client(s: Settings, name: string, welcomed: () => void, failed: () => v
         connected += 1;
         welcomed();
         const every = Number(msg["heartbeatIntervalMs"]);
+        let beats = 0;
         // A random phase spreads the beats of clients that connected together.
         const first = setTimeout(() => {
           timers.delete(first);
           const tick = () => {
             heartbeats += 1;
+            beats += 1;
             send({ type: "heartbeat", running: [...running] });
+            // Pings as the real agent sends them: every beat while busy, every few when idle.
+            if (ws.readyState === WebSocket.OPEN && (running.size > 0 || beats % IDLE_PING_EVERY === 0))
+              ws.ping();
           };
           tick();
           beat = setInterval(tick, every);

@@ -47,6 +47,17 @@ export class TcpProxy {
     if (first === "both") this.sockets.clear();
   }
 
+  /**
+   * Silences the open connections without closing them (a dead NAT mapping, a hung peer): bytes
+   * stop flowing both ways and nobody hears of it. New connections work.
+   */
+  freeze(): void {
+    for (const s of this.sockets) {
+      s.unpipe();
+      s.pause();
+    }
+  }
+
   private readonly upstreams = new WeakSet<Socket>();
 
   private isUpstream(s: Socket): boolean {
