@@ -4,7 +4,7 @@
  */
 import { benchScript, CLI, spawnNode, type Child } from "./lib/child.js";
 import { rssBytes } from "./lib/procfs.js";
-import type { BenchResult, Figure } from "./lib/report.js";
+import { mbAsMiB, type BenchResult, type Figure } from "./lib/report.js";
 import { AGENT_TOKEN, Scratch, sleep, startCliAgent } from "./lib/stack.js";
 import { fmt, median } from "./lib/stats.js";
 
@@ -16,7 +16,8 @@ const IDLE_MS = 5_000;
  * back the young generation that start-up grew; an agent idles like this for hours between jobs.
  */
 const SETTLED_MS = 20_000;
-const GOAL_AGENT_MIB = 60;
+/** 60 MB. */
+const GOAL_AGENT_MIB = mbAsMiB(60);
 const MIB = 2 ** 20;
 
 async function steadyRss(pid: number): Promise<number> {
