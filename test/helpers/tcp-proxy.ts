@@ -8,6 +8,8 @@ import type { AddressInfo } from "node:net";
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private down = false;
+  /** Connections let through so far. */
+  accepted = 0;
 
   private constructor(
     private readonly server: Server,
@@ -18,6 +20,7 @@ export class TcpProxy {
     let proxy: TcpProxy | null = null;
     const server = createServer((client) => {
       if (!proxy || proxy.down) return void client.destroy();
+      proxy.accepted += 1;
       const upstream = connect(targetPort, "127.0.0.1");
       proxy.upstreams.add(upstream);
       for (const s of [client, upstream]) {
