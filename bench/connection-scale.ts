@@ -7,7 +7,7 @@ import { IDLE_PING_EVERY } from "../agent/agent.js";
 import type { Child } from "./lib/child.js";
 import { coordinatorMemory, profileCoordinator, type MemoryFigures } from "./lib/profiling.js";
 import { CpuMeter, rssBytes } from "./lib/procfs.js";
-import { kbAsKiB, type BenchResult, type Figure } from "./lib/report.js";
+import type { BenchResult, Figure } from "./lib/report.js";
 import {
   Scratch,
   sleep,
@@ -21,8 +21,7 @@ import { fmt, median } from "./lib/stats.js";
 const AGENTS = 10_000;
 const PROCESSES = 10;
 const WINDOWS = 3;
-/** 50 KB per agent. */
-const GOAL_KIB_PER_AGENT = kbAsKiB(50);
+const GOAL_KB_PER_AGENT = 50;
 const GOAL_CPU_PCT = 5;
 
 /** Median of a few RSS readings a little apart, so one allocation burst does not decide. */
@@ -97,7 +96,7 @@ export async function connectionScale(): Promise<BenchResult> {
         1,
       )} KiB.`,
     );
-    if (median(perAgentKb) > GOAL_KIB_PER_AGENT) analysis.push(...memoryAnalysis(idleMemory, loaded));
+    if (median(perAgentKb) > GOAL_KB_PER_AGENT) analysis.push(...memoryAnalysis(idleMemory, loaded));
     if (median(cpu) > GOAL_CPU_PCT) {
       const c = coordinator;
       const p = await profileCoordinator(c, "Coordinator CPU profile over one heartbeat interval", () =>
@@ -115,7 +114,7 @@ export async function connectionScale(): Promise<BenchResult> {
       name: "coordinator RSS per connected agent",
       unit: "KiB",
       values: perAgentKb,
-      goal: { op: "<=", value: GOAL_KIB_PER_AGENT },
+      goal: { op: "<=", value: GOAL_KB_PER_AGENT },
       digits: 1,
     },
     {

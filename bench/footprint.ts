@@ -4,7 +4,7 @@
  */
 import { benchScript, CLI, spawnNode, type Child } from "./lib/child.js";
 import { rssBytes } from "./lib/procfs.js";
-import { mbAsMiB, type BenchResult, type Figure } from "./lib/report.js";
+import type { BenchResult, Figure } from "./lib/report.js";
 import { AGENT_TOKEN, Scratch, sleep, startCliAgent } from "./lib/stack.js";
 import { fmt, median } from "./lib/stats.js";
 
@@ -16,8 +16,7 @@ const IDLE_MS = 5_000;
  * back the young generation that start-up grew; an agent idles like this for hours between jobs.
  */
 const SETTLED_MS = 20_000;
-/** 60 MB. */
-const GOAL_AGENT_MIB = mbAsMiB(60);
+const GOAL_AGENT_MIB = 60;
 const MIB = 2 ** 20;
 
 async function steadyRss(pid: number): Promise<number> {

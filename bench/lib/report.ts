@@ -64,8 +64,8 @@ export function renderResults(machine: string[], results: BenchResult[], totalSe
     "",
     "Written by `npm run bench` (bench/run.ts); every run rewrites this file. Absolute times depend on",
     "the machine; compare the ratios, which are measured in the same run. Each figure is the median",
-    "over repeated runs, with the smallest and largest run as its spread. Goals stated in MB or KB",
-    "(10^6 and 10^3 bytes) are converted to the MiB and KiB the figures are given in.",
+    "over repeated runs, with the smallest and largest run as its spread. Memory goals given in MB or KB",
+    "are read as MiB and KiB, the units ps, top and /proc report resident memory in.",
     "",
     "## Machine",
     "",
@@ -96,9 +96,3 @@ export function renderResults(machine: string[], results: BenchResult[], totalSe
   out.push("");
   return out.join("\n");
 }
-
-/** A goal stated in MB (10^6 bytes), in the MiB the figures use. */
-export const mbAsMiB = (mb: number): number => (mb * 1e6) / 2 ** 20;
-
-/** A goal stated in KB (10^3 bytes), in the KiB the figures use. */
-export const kbAsKiB = (kb: number): number => (kb * 1e3) / 2 ** 10;
