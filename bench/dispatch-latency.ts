@@ -7,7 +7,7 @@
 import type { Child } from "./lib/child.js";
 import { ConduitSink, SINK_TOKEN } from "./lib/conduit-sink.js";
 import { profileCoordinator } from "./lib/profiling.js";
-import { figureTable, type BenchResult, type Figure } from "./lib/report.js";
+import type { BenchResult, Figure } from "./lib/report.js";
 import {
   Scratch,
   startCoordinatorProcess,
@@ -31,8 +31,7 @@ const GOAL_P99_MS = 10;
 interface Sample {
   /** Request written → job.assign handled at the agent. */
   fromRequestMs: number;
-  /** 202 read back (the job is durably queued) → job.assign handled at the agent. */
-  fromAcceptMs: number;
+  /** Request written → 202 read back (the job is durably queued). */
   intakeMs: number;
 }
 
@@ -89,7 +88,6 @@ async function probe(
     throw new Error(`job ${answer.jobId} was not reported within ${PROBE_TIMEOUT_MS} ms`);
   return {
     fromRequestMs: Number(assignNs - answer.sentNs) / 1e6,
-    fromAcceptMs: Number(assignNs - answer.answeredNs) / 1e6,
     intakeMs: Number(answer.answeredNs - answer.sentNs) / 1e6,
   };
 }
@@ -114,7 +112,6 @@ export async function dispatchLatency(): Promise<BenchResult> {
   const sink = await ConduitSink.start();
   const scratch = new Scratch("latency");
   const intake: string[] = [];
-  const requestFigures: Figure[] = [];
   try {
     for (const size of SIZES) {
       let coordinator: CoordinatorProcess | null = null;
@@ -143,44 +140,33 @@ export async function dispatchLatency(): Promise<BenchResult> {
         const goal = size === 1000;
         const agents = `${size} agent${size > 1 ? "s" : ""}`;
         const per = (pick: (s: Sample) => number, q: number) => runs.map((r) => quantile(r.map(pick), q));
-        const accepted = [
+        // From the moment the webhook request is written: intake (HTTP parsing, the insert) and
+        // dispatch. The 202 waits for the disk sync, dispatch does not, so the agent usually has
+        // the job before the 202 is read back: that cannot be the start of the clock.
+        const timed = [
           {
-            name: `p50 accepted → job.assign, ${agents}`,
+            name: `p50 webhook → job.assign, ${agents}`,
             unit: "ms",
-            values: per((s) => s.fromAcceptMs, 0.5),
+            values: per((s) => s.fromRequestMs, 0.5),
             digits: 2,
             ...(goal ? { goal: { op: "<=" as const, value: GOAL_P50_MS } } : {}),
           },
           {
-            name: `p99 accepted → job.assign, ${agents}`,
+            name: `p99 webhook → job.assign, ${agents}`,
             unit: "ms",
-            values: per((s) => s.fromAcceptMs, 0.99),
+            values: per((s) => s.fromRequestMs, 0.99),
             digits: 2,
             ...(goal ? { goal: { op: "<=" as const, value: GOAL_P99_MS } } : {}),
           },
         ];
-        figures.push(...accepted);
-        requestFigures.push(
-          {
-            name: `p50 request → job.assign, ${agents}`,
-            unit: "ms",
-            values: per((s) => s.fromRequestMs, 0.5),
-            digits: 2,
-          },
-          {
-            name: `p99 request → job.assign, ${agents}`,
-            unit: "ms",
-            values: per((s) => s.fromRequestMs, 0.99),
-            digits: 2,
-          },
-        );
+        figures.push(...timed);
         const intakes = samples.map((s) => s.intakeMs);
         intake.push(
           `${agents}: p50 ${fmt(median(intakes), 2)} ms, p99 ${fmt(quantile(intakes, 0.99), 2)} ms`,
         );
 
-        const p50 = median(accepted[0]?.values ?? []);
-        const p99 = median(accepted[1]?.values ?? []);
+        const p50 = median(timed[0]?.values ?? []);
+        const p99 = median(timed[1]?.values ?? []);
         if (goal && (p50 > GOAL_P50_MS || p99 > GOAL_P99_MS)) {
           const c = client.c;
           const profiled = await profileCoordinator(
@@ -201,12 +187,7 @@ export async function dispatchLatency(): Promise<BenchResult> {
     scratch.cleanup();
   }
   notes.push(
-    "Counting from the moment the webhook request is written instead (so including intake: HTTP",
-    "parsing and the durable insert of the job):",
-    "",
-    ...figureTable(requestFigures),
-    "",
-    `The webhook request alone (written → 202 read back): ${intake.join("; ")}.`,
+    `The webhook request alone (written → 202 read back, which waits for the disk sync): ${intake.join("; ")}.`,
   );
   return {
     id: "dispatch-latency",
@@ -214,9 +195,10 @@ export async function dispatchLatency(): Promise<BenchResult> {
     method: [
       `A coordinator process (default settings, Conduit reporting to a stub) and 1, 100 or 1,000 real`,
       "agents (the Agent class with an instant container backend and source checkout) in 1, 2 or 4",
-      'child processes. One webhook at a time: "accepted" is when this process reads the 202 (the job is',
-      'durably queued; dispatch runs after the answer is written), "job.assign" when the agent starts the',
-      "offered job inside its job.assign handler (just after it sent job.accept); both on the machine's",
+      "child processes. One webhook at a time, timed from the moment this process writes the request (so",
+      "intake is included: HTTP parsing and the insert of the job; dispatch does not wait for the disk",
+      'sync that the 202 waits for) to "job.assign", when the agent starts the offered job inside its',
+      "job.assign handler (just after it sent job.accept); both on the machine's",
       "monotonic clock, which all processes share. The next webhook follows once the job is finished",
       "and reported to Conduit.",
       `${WARMUP} warm-up probes, then ${RUNS} runs of ${PER_RUN} probes per agent count; p50 and p99 are per run.`,
