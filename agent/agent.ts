@@ -24,10 +24,14 @@ export const AGENT_VERSION = "0.1.0";
 /** Heartbeat intervals without a pong before the socket is considered dead. */
 const PONG_MISSES = 3;
 /**
- * An idle agent pings once every this many heartbeats: it has no lease to fence, and every ping
- * costs the coordinator a pong (10,000 idle agents, 1,000 pongs a second at every beat).
+ * An idle agent pings once every this many heartbeats (once a minute with the default 10 s): it has
+ * no lease to fence, and every ping costs the coordinator a pong (10,000 idle agents would make it
+ * write 1,000 a second at every beat). TCP keepalive notices a dead network path in between; the
+ * pings catch what keepalive cannot, a peer or middlebox that still answers TCP but passes nothing.
  */
-export const IDLE_PING_EVERY = 3;
+export const IDLE_PING_EVERY = 6;
+/** TCP keepalive idle time on the connection to the coordinator. */
+const KEEPALIVE_MS = 15_000;
 /** How long stop() waits for abandoned jobs to clean up their containers. */
 const STOP_WAIT_MS = 15_000;
 /** How often the agent checks whether its leases are about to run out. */
@@ -100,6 +104,7 @@ export class Agent {
     });
     this.ws = ws;
     this.cork = new TurnCork(ws);
+    ws.on("upgrade", (res) => res.socket.setKeepAlive(true, KEEPALIVE_MS));
     ws.on("open", () => this.hello());
     ws.on("pong", () => (this.lastPongAt = Date.now()));
     ws.on("message", (data, isBinary) => {
@@ -290,9 +295,8 @@ export class Agent {
     if (this.jobs.size === 0) {
       // Idle, the last pong may be a few beats old. The new job's lease starts only when the
       // coordinator gets our accept, after it sent this offer: counting from now is safe for it,
-      // and (with no other job running) for every lease we hold. A ping brings a fresh pong.
+      // and (with no other job running) for every lease we hold. The next beat pings again.
       this.lastPongAt = Date.now();
-      this.ws?.ping();
     }
     this.jobs.set(msg.jobId, job);
     this.send({ type: "job.accept", jobId: msg.jobId });

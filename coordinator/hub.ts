@@ -15,9 +15,22 @@ import { secretEquals } from "./secret-equals.js";
 /** The frame an idle agent sends every interval: known by heart, so thousands of agents cost little. */
 const IDLE_HEARTBEAT = '{"type":"heartbeat","running":[]}';
 
-function parseText(text: string): ReturnType<typeof parseAgentMessage> {
-  if (text === IDLE_HEARTBEAT) return { ok: true, message: { type: "heartbeat", running: [] } };
-  return parseAgentMessage(text);
+const IDLE_HEARTBEAT_BYTES = Buffer.from(IDLE_HEARTBEAT);
+/** One shared, frozen result for every idle heartbeat: nothing reads it but the heartbeat handler. */
+const IDLE_HEARTBEAT_PARSED: ReturnType<typeof parseAgentMessage> = Object.freeze({
+  ok: true,
+  message: Object.freeze({ type: "heartbeat", running: Object.freeze([]) as unknown as string[] }),
+});
+
+function parseText(data: Buffer | ArrayBuffer | Buffer[]): ReturnType<typeof parseAgentMessage> {
+  if (
+    Buffer.isBuffer(data) &&
+    data.length === IDLE_HEARTBEAT_BYTES.length &&
+    data.equals(IDLE_HEARTBEAT_BYTES)
+  ) {
+    return IDLE_HEARTBEAT_PARSED;
+  }
+  return parseAgentMessage(data.toString());
 }
 
 function asBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
@@ -86,7 +99,7 @@ export class Hub {
     ws.on("message", (data, isBinary) => {
       if (this.closed) return;
       // Binary frames carry job.log (see protocol/log-frame.ts); everything else is JSON text.
-      const parsed = isBinary ? parseLogFrame(asBytes(data)) : parseText(data.toString());
+      const parsed = isBinary ? parseLogFrame(asBytes(data)) : parseText(data);
       if (!parsed.ok) return refuse(parsed.code, parsed.error);
       if (session) {
         session.lastSeen = Date.now();

@@ -125,6 +125,7 @@ export class JobController {
   private heartbeat(session: AgentSession, running: string[]): void {
     const now = Date.now();
     session.lastSeen = now;
+    if (running.length === 0) return; // an idle agent: no lease to renew
     const mine: number[] = [];
     for (const raw of running) {
       const id = Number(raw);

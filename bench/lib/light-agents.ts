@@ -14,6 +14,7 @@ import { createInterface } from "node:readline";
 import { WebSocket } from "ws";
 import { IDLE_PING_EVERY } from "../../agent/agent.js";
 import { PROTOCOL_VERSION } from "../../protocol/messages.js";
+import { TurnCork } from "../../protocol/node/turn-cork.js";
 import { encodeLogFrame } from "../../protocol/log-frame.js";
 
 interface Settings {
@@ -47,8 +48,12 @@ function client(s: Settings, name: string, welcomed: () => void, failed: () => v
   const running = new Set<string>();
   let beat: NodeJS.Timeout | null = null;
   let greeted = false;
+  // Frames of one turn (a heartbeat and its ping) leave in one TCP write, as the real agent's do.
+  const cork = new TurnCork(ws);
   const send = (msg: Record<string, unknown>) => {
-    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+    if (ws.readyState !== WebSocket.OPEN) return;
+    cork.hold();
+    ws.send(JSON.stringify(msg));
   };
   ws.on("open", () =>
     send({
