@@ -18,9 +18,8 @@ export class JobController {
   private readonly ackWaiting = new Map<number, AgentSession>();
   private ackScheduled = false;
   private lastSync = 0;
+  /** Jobs whose job.finished is being handled: its acknowledgement will stand for the log's. */
   private readonly finishing = new Set<number>();
-  /** Jobs whose job.finished is being handled: its acknowledgement stands for the log's. */
-  private readonly resultPending = new Set<number>();
   private leaseTimer: NodeJS.Timeout | null = null;
   /** What running jobs are doing (fetching, building…): shown in the UI, not worth a disk write. */
   private readonly phases = new Map<number, string>();
@@ -207,7 +206,7 @@ export class JobController {
     const ack = () => {
       for (const [id, session] of waiting) {
         // A job that ended (or is ending) here needs no log.ack: finished.ack or job.cancel follows.
-        if (!session.running.has(id) || this.resultPending.has(id)) continue;
+        if (!session.running.has(id) || this.finishing.has(id)) continue;
         session.send({ type: "log.ack", jobId: String(id), offset: this.logs.durableLength(id) });
       }
     };
@@ -232,13 +231,15 @@ export class JobController {
       session.send({ type: "finished.ack", jobId: msg.jobId });
       return;
     }
-    // The result's acknowledgement will cover the log: no separate log.ack (see flushAcks).
-    this.resultPending.add(id);
+    // A repeat while the first is handled: that one answers.
+    if (this.finishing.has(id)) return;
+    // From here the result's acknowledgement covers the log: no separate log.ack (see flushAcks).
+    this.finishing.add(id);
     try {
       await this.logs.flush([id]);
       // The job may have been lost or cancelled while the log synced.
       const current = this.store.getJob(id);
-      if (!current || !this.owns(session, id, current)) {
+      if (!current || !this.owns(session, current)) {
         session.send({ type: "finished.ack", jobId: msg.jobId });
         return;
       }
@@ -247,33 +248,27 @@ export class JobController {
         session.send({ type: "log.rewind", jobId: msg.jobId, offset: length });
         return;
       }
-      if (this.finishing.has(id)) return;
-      this.finishing.add(id);
-      try {
-        const sha = await this.logs.sha256(id);
-        const reason =
-          sha === msg.sha256
-            ? msg.reason
-            : `${msg.reason} (log checksum mismatch: agent ${msg.sha256}, stored ${sha})`.trim();
-        this.complete(
-          current,
-          { result: msg.result, reason, exitCode: msg.exitCode, logBytes: length, logSha256: sha },
-          !current.cancelSilent,
-        );
-        session.running.delete(id);
-        // The agent forgets the job once acked: the result must be on disk before it hears so.
-        this.store.afterCommit(() => session.send({ type: "finished.ack", jobId: msg.jobId }));
-      } finally {
-        this.finishing.delete(id);
-      }
+      const sha = await this.logs.sha256(id);
+      const reason =
+        sha === msg.sha256
+          ? msg.reason
+          : `${msg.reason} (log checksum mismatch: agent ${msg.sha256}, stored ${sha})`.trim();
+      this.complete(
+        current,
+        { result: msg.result, reason, exitCode: msg.exitCode, logBytes: length, logSha256: sha },
+        !current.cancelSilent,
+      );
+      session.running.delete(id);
+      // The agent forgets the job once acked: the result must be on disk before it hears so.
+      this.store.afterCommit(() => session.send({ type: "finished.ack", jobId: msg.jobId }));
     } finally {
-      this.resultPending.delete(id);
+      this.finishing.delete(id);
     }
   }
 
   /** Whether the job is unfinished and assigned to this agent session. */
-  private owns(session: AgentSession, id: number, job = this.store.getJob(id)): boolean {
-    return !!job && job.state !== "finished" && job.agent === session.name && session.running.has(id);
+  private owns(session: AgentSession, job: Job): boolean {
+    return job.state !== "finished" && job.agent === session.name && session.running.has(job.id);
   }
 
   /**

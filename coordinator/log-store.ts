@@ -1,9 +1,7 @@
 import { createHash, type Hash } from "node:crypto";
 import {
-  closeSync,
   createReadStream,
   fstatSync,
-  fdatasync,
   fdatasyncSync,
   mkdirSync,
   openSync,
@@ -12,6 +10,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
+import { SerialFdatasync } from "./serial-fdatasync.js";
 
 export type AppendOutcome =
   /** Bytes were appended (or were all already there); `length` is the new length. */
@@ -22,18 +21,12 @@ export type AppendOutcome =
   | { kind: "full"; length: number };
 
 interface OpenLog {
-  fd: number;
+  /** The descriptor, synced one fdatasync at a time in the thread pool. */
+  file: SerialFdatasync;
   /** Bytes written. */
   length: number;
   /** Bytes known to be on disk. */
   synced: number;
-  /** fdatasyncs running in the thread pool on `fd`; it is closed only when none is. */
-  inFlight: number;
-  /** The log was closed while a sync ran: close `fd` when the last one ends. */
-  closeWhenIdle: boolean;
-  /** The fdatasync running in the pool, and the one queued behind it. */
-  running: Promise<void> | null;
-  queued: Promise<void> | null;
   /** SHA-256 of every byte, kept while appending; null when the log was opened part-written. */
   hash: Hash | null;
 }
@@ -64,14 +57,10 @@ export class LogStore {
     const fd = openSync(this.path(jobId), "a");
     const length = fstatSync(fd).size;
     const log: OpenLog = {
-      fd,
+      file: new SerialFdatasync(fd, () => log.synced < log.length),
       length,
       // What an earlier life wrote may not have been synced: the first sync covers it.
       synced: length === 0 ? 0 : -1,
-      inFlight: 0,
-      closeWhenIdle: false,
-      running: null,
-      queued: null,
       hash: length === 0 ? createHash("sha256") : null,
     };
     this.open.set(jobId, log);
@@ -108,7 +97,7 @@ export class LogStore {
     const fresh = skip > 0 ? data.subarray(skip) : data;
     if (log.length + fresh.length > this.maxBytes) return { kind: "full", length: log.length };
     let written = 0;
-    while (written < fresh.length) written += writeSync(log.fd, fresh, written);
+    while (written < fresh.length) written += writeSync(log.file.fd, fresh, written);
     log.length += fresh.length;
     log.hash?.update(fresh);
     return { kind: "ok", length: log.length };
@@ -127,38 +116,10 @@ export class LogStore {
     await Promise.all(waits);
   }
 
-  /**
-   * One fdatasync at a time per log. A flush asked for while one runs waits for it and then, if
-   * bytes came in meanwhile, for one more, which every later asker shares.
-   */
-  private syncInPool(log: OpenLog): Promise<void> {
-    if (log.queued) return log.queued;
-    if (!log.running) return this.startSync(log);
-    const queued = log.running
-      .catch(() => undefined)
-      .then(() => {
-        log.queued = null;
-        return log.synced >= log.length ? undefined : this.startSync(log);
-      });
-    log.queued = queued;
-    return queued;
-  }
-
-  private startSync(log: OpenLog): Promise<void> {
+  private async syncInPool(log: OpenLog): Promise<void> {
     const target = log.length;
-    log.inFlight += 1;
-    const running = new Promise<void>((resolve, reject) => {
-      fdatasync(log.fd, (err) => {
-        log.inFlight -= 1;
-        if (log.running === running) log.running = null;
-        if (!err && target > log.synced) log.synced = target;
-        if (log.closeWhenIdle && log.inFlight === 0) closeSync(log.fd);
-        if (err) reject(err);
-        else resolve();
-      });
-    });
-    log.running = running;
-    return running;
+    await log.file.sync();
+    if (target > log.synced) log.synced = target;
   }
 
   /** Synchronous sync of one log, or of every open log: for paths that are rare and need it now. */
@@ -167,7 +128,7 @@ export class LogStore {
     for (const log of logs) {
       if (!log || log.synced >= log.length) continue;
       const target = log.length;
-      fdatasyncSync(log.fd);
+      fdatasyncSync(log.file.fd);
       log.synced = target;
     }
   }
@@ -178,9 +139,7 @@ export class LogStore {
     if (!log) return;
     this.syncNow(jobId);
     this.open.delete(jobId);
-    // A sync still running in the pool uses the fd: closing now could hand its number to another file.
-    if (log.inFlight > 0) log.closeWhenIdle = true;
-    else closeSync(log.fd);
+    log.file.close();
   }
 
   /** Moves the log of an attempt aside, so a retry starts a fresh log at offset 0. */

@@ -1,4 +1,4 @@
-import { closeSync, fdatasync, openSync } from "node:fs";
+import { openSync } from "node:fs";
 import Database from "better-sqlite3";
 import type {
   AgentRecord,
@@ -13,6 +13,7 @@ import type {
   QueuedJob,
 } from "./job-store.js";
 import { PdciError } from "../protocol/errors.js";
+import { SerialFdatasync } from "./serial-fdatasync.js";
 import { SCHEMA } from "./sqlite-schema.js";
 
 type Row = Record<string, unknown>;
@@ -75,11 +76,8 @@ export class SqliteJobStore implements JobStore {
   /** Callbacks waiting for the open turn transaction to commit. */
   private waiting: Array<() => void> = [];
   private commitScheduled = false;
-  /** Our own descriptor of the WAL file, for syncToDisk; and the syncs running and queued. */
-  private walFd: number | null = null;
-  private syncRunning: Promise<void> | null = null;
-  private syncQueued: Promise<void> | null = null;
-  private closing = false;
+  /** Our own descriptor of the WAL file, for syncToDisk. */
+  private wal: SerialFdatasync | null = null;
 
   /**
    * Durability: every commit survives a crash of the process (WAL). Only intake also waits for
@@ -156,37 +154,8 @@ export class SqliteJobStore implements JobStore {
    * loop. (fdatasync on any descriptor of a file flushes all of its data, whoever wrote it.)
    */
   syncToDisk(): Promise<void> {
-    if (this.syncQueued) return this.syncQueued;
-    if (!this.syncRunning) return this.startSync();
-    const queued = this.syncRunning
-      .catch(() => undefined)
-      .then(() => {
-        this.syncQueued = null;
-        return this.startSync();
-      });
-    this.syncQueued = queued;
-    return queued;
-  }
-
-  private startSync(): Promise<void> {
-    this.walFd ??= openSync(`${this.file}-wal`, "r+");
-    const fd = this.walFd;
-    const running = new Promise<void>((resolve, reject) => {
-      fdatasync(fd, (err) => {
-        if (this.syncRunning === running) this.syncRunning = null;
-        if (this.closing && !this.syncRunning && !this.syncQueued) this.closeWal();
-        if (err) reject(err);
-        else resolve();
-      });
-    });
-    this.syncRunning = running;
-    return running;
-  }
-
-  private closeWal(): void {
-    if (this.walFd === null) return;
-    closeSync(this.walFd);
-    this.walFd = null;
+    this.wal ??= new SerialFdatasync(openSync(`${this.file}-wal`, "r+"));
+    return this.wal.sync();
   }
 
   afterCommit(fn: () => void): void {
@@ -491,8 +460,6 @@ export class SqliteJobStore implements JobStore {
     if (!this.db.open) return;
     this.commit();
     this.db.close();
-    // A sync still running in the pool uses the descriptor: it closes it when it ends.
-    this.closing = true;
-    if (!this.syncRunning && !this.syncQueued) this.closeWal();
+    this.wal?.close();
   }
 }
