@@ -3,8 +3,6 @@
  * drained by 100 real agents with the instant backend; jobs per second from the first webhook to
  * the last final message delivered to Conduit (intake, queue, dispatch, finish, outbox).
  */
-import { closeSync, mkdirSync, openSync } from "node:fs";
-import { join } from "node:path";
 import type { Child } from "./lib/child.js";
 import { ConduitSink, SINK_TOKEN } from "./lib/conduit-sink.js";
 import { profileCoordinator } from "./lib/profiling.js";
@@ -87,26 +85,12 @@ async function drain(
   }
 }
 
-/**
- * Kernel CPU per new file in a fresh directory next to the coordinators' data: every job's log is
- * a new file, and what creating one costs depends on the file system's state, not on us.
- */
-function fileCreateCostUs(dir: string): number {
-  mkdirSync(dir, { recursive: true });
-  const n = 200;
-  const before = process.cpuUsage();
-  for (let i = 0; i < n; i++) closeSync(openSync(join(dir, `${i}.log`), "a"));
-  const used = process.cpuUsage(before);
-  return (used.user + used.system) / n;
-}
-
 export async function dispatchThroughput(): Promise<BenchResult> {
   const t0 = performance.now();
   const sink = await ConduitSink.start();
   const scratch = new Scratch("throughput");
   const runs: RunFigures[] = [];
   const analysis: string[] = [];
-  const createUs: number[] = [];
   try {
     for (let run = 0; run <= RUNS; run++) {
       const profiled = run === RUNS;
@@ -129,7 +113,6 @@ export async function dispatchThroughput(): Promise<BenchResult> {
         });
         await waitForAgents(coordinator.url, AGENTS, 60_000);
         if (!profiled) {
-          createUs.push(fileCreateCostUs(scratch.sub(`create-probe-${run}`)));
           const r = await drain(coordinator, fleet, sink, `tp${run}`, JOBS);
           runs.push(r);
           console.log(`   run ${run + 1}: ${fmt(r.jobsPerS)} jobs/s`);
@@ -173,11 +156,6 @@ export async function dispatchThroughput(): Promise<BenchResult> {
     },
     { name: "kernel share of the coordinator's CPU", unit: "%", values: runs.map((r) => r.systemPct) },
     {
-      name: "creating one file in a fresh directory beside the data (CPU, probe)",
-      unit: "µs",
-      values: createUs,
-    },
-    {
       name: "whole machine busy during the run",
       unit: "% of both cores",
       values: runs.map((r) => r.machineBusyPct),
@@ -191,10 +169,9 @@ export async function dispatchThroughput(): Promise<BenchResult> {
       `Budget: at ${GOAL_JOBS_PER_S.toLocaleString("en-US")} jobs/s the coordinator may spend 1,000 µs of CPU per job, and every`,
       "process on the machine together 2,000 µs (two cores). Measured: the coordinator",
       `${fmt(m((r) => r.cpuPerJobUs))} µs per job (${fmt(m((r) => r.mainThreadPerJobUs))} µs of it on its JavaScript thread, the rest in the`,
-      `thread pool: log file creation, fdatasync), ${fmt(m((r) => r.systemPct))} % of it in the kernel; the agents ${fmt(fleetUs)} µs; the`,
+      `thread pool: fdatasync of the WAL), ${fmt(m((r) => r.systemPct))} % of it in the kernel; the agents ${fmt(fleetUs)} µs; the`,
       `machine was ${fmt(m((r) => r.machineBusyPct))} % busy. The kernel time is the syscalls the work needs (loopback TCP`,
-      "writes also run the receiving side; SQLite's WAL writes; a new log file per job, whose cost depends on",
-      `the file system's state: ${fmt(median(createUs))} µs of CPU per new file in the probe above).`,
+      "writes also run the receiving side; SQLite's WAL writes and syncs).",
       "",
     );
   }

@@ -34,7 +34,7 @@ const JOB_PATH = /^\/(?:api\/)?jobs\/([0-9]{1,15})(\/log)?$/;
 export async function startCoordinator(config: CoordinatorConfig, log: Logger): Promise<RunningCoordinator> {
   mkdirSync(config.dataDir, { recursive: true });
   const store = new SqliteJobStore(join(config.dataDir, "phab-dock-ci.sqlite"));
-  const logs = new LogStore(join(config.dataDir, "logs"), config.timing.maxLogBytes);
+  const logs = new LogStore(join(config.dataDir, "logs"), config.timing.maxLogBytes, store);
   const scheduler = new Scheduler(store, config, log);
   const conduit = config.conduit
     ? new ConduitClient({

@@ -1,4 +1,4 @@
-import { openSync } from "node:fs";
+import { fdatasyncSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import type {
   AgentRecord,
@@ -13,6 +13,7 @@ import type {
   QueuedJob,
 } from "./job-store.js";
 import { PdciError } from "../protocol/errors.js";
+import type { InlineLogs } from "./log-store.js";
 import { SerialFdatasync } from "./serial-fdatasync.js";
 import { SCHEMA } from "./sqlite-schema.js";
 
@@ -69,7 +70,7 @@ function toOutbox(r: Row): OutboxMessage {
 }
 
 /** JobStore on one SQLite file in WAL mode; all calls are synchronous and short. */
-export class SqliteJobStore implements JobStore {
+export class SqliteJobStore implements JobStore, InlineLogs {
   private readonly db: Database.Database;
   /** Prepared once per SQL text: preparing is a large share of a small query's cost. */
   private readonly statements = new Map<string, Database.Statement>();
@@ -156,6 +157,25 @@ export class SqliteJobStore implements JobStore {
   syncToDisk(): Promise<void> {
     this.wal ??= new SerialFdatasync(openSync(`${this.file}-wal`, "r+"));
     return this.wal.sync();
+  }
+
+  syncToDiskNow(): void {
+    this.wal ??= new SerialFdatasync(openSync(`${this.file}-wal`, "r+"));
+    fdatasyncSync(this.wal.fd);
+  }
+
+  inlineChunks(jobId: number): Buffer[] {
+    return this.prepare("SELECT data FROM log_chunks WHERE job_id = ? ORDER BY offset")
+      .pluck()
+      .all(jobId) as Buffer[];
+  }
+
+  addInline(jobId: number, offset: number, data: Uint8Array): void {
+    this.runWrite("INSERT INTO log_chunks (job_id, offset, data) VALUES (?, ?, ?)", jobId, offset, data);
+  }
+
+  dropInline(jobId: number): void {
+    this.runWrite("DELETE FROM log_chunks WHERE job_id = ?", jobId);
   }
 
   afterCommit(fn: () => void): void {

@@ -43,6 +43,14 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_by_target ON outbox (target_phid, state, id);
 CREATE INDEX IF NOT EXISTS outbox_by_job ON outbox (job_id);
 
+-- Logs of up to 64 KiB (see LogStore): their chunks, by byte offset. Larger logs are files.
+CREATE TABLE IF NOT EXISTS log_chunks (
+  job_id INTEGER NOT NULL,
+  offset INTEGER NOT NULL,
+  data BLOB NOT NULL,
+  PRIMARY KEY (job_id, offset)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS agents (
   name TEXT PRIMARY KEY,
   labels TEXT NOT NULL,
