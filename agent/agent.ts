@@ -24,10 +24,12 @@ export const AGENT_VERSION = "0.1.0";
 /** Heartbeat intervals without a pong before the socket is considered dead. */
 const PONG_MISSES = 3;
 /**
- * An idle agent pings once every this many heartbeats (once a minute with the default 10 s): it has
- * no lease to fence, and every ping costs the coordinator a pong (10,000 idle agents would make it
- * write 1,000 a second at every beat). TCP keepalive notices a dead network path in between; the
- * pings catch what keepalive cannot, a peer or middlebox that still answers TCP but passes nothing.
+ * An idle agent pings once every this many heartbeat intervals (once a minute with the default
+ * 10 s), along with its heartbeat (which it sends only every `welcome.idleHeartbeatEvery`
+ * intervals): it has no lease to fence, and every ping costs the coordinator a pong (10,000 idle
+ * agents would make it write 1,000 a second at every beat). TCP keepalive notices a dead network
+ * path in between; the pings catch what keepalive cannot, a peer or middlebox that still answers
+ * TCP but passes nothing.
  */
 export const IDLE_PING_EVERY = 6;
 /** TCP keepalive idle time on the connection to the coordinator. */
@@ -210,19 +212,24 @@ export class Agent {
     }
     this.lastPongAt = Date.now();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = setInterval(() => this.beat(msg.heartbeatIntervalMs), msg.heartbeatIntervalMs);
+    this.heartbeatTimer = setInterval(
+      () => this.beat(msg.heartbeatIntervalMs, msg.idleHeartbeatEvery),
+      msg.heartbeatIntervalMs,
+    );
     this.notifyIdle();
   }
 
   /**
    * Heartbeat (renews our jobs' leases) and a ping, so a half-open socket is noticed and replaced:
-   * at every beat while jobs run (fencing needs fresh pongs), at every IDLE_PING_EVERY-th when idle.
+   * both at every beat while jobs run (fencing needs fresh pongs); when idle, the heartbeat at every
+   * `idleEvery`-th beat and the ping at every IDLE_PING_EVERY-th.
    */
-  private beat(intervalMs: number): void {
+  private beat(intervalMs: number, idleEvery: number): void {
     const now = Date.now();
     const busy = this.jobs.size > 0;
-    this.send({ type: "heartbeat", running: [...this.jobs.keys()] });
     this.beats += 1;
+    if (busy || this.beats % idleEvery === 0)
+      this.send({ type: "heartbeat", running: [...this.jobs.keys()] });
     const misses = busy ? PONG_MISSES : PONG_MISSES + IDLE_PING_EVERY;
     if (now - this.lastPongAt > misses * intervalMs) {
       this.log.warn("the coordinator stopped answering pings; reconnecting");

@@ -4,6 +4,7 @@
  * its resident memory per agent and the CPU it spends on the heartbeats.
  */
 import { IDLE_PING_EVERY } from "../agent/agent.js";
+import { DEFAULT_TIMING } from "../coordinator/config.js";
 import type { Child } from "./lib/child.js";
 import { coordinatorMemory, profileCoordinator, type MemoryFigures } from "./lib/profiling.js";
 import { CpuMeter, rssBytes } from "./lib/procfs.js";
@@ -50,7 +51,9 @@ export async function connectionScale(): Promise<BenchResult> {
   const beatsPerS: number[] = [];
   const analysis: string[] = [];
   const notes: string[] = [];
-  let heartbeatMs = 0;
+  // The welcome carries the intervals; the coordinator's defaults are what is measured.
+  const heartbeatMs = DEFAULT_TIMING.heartbeatIntervalMs;
+  const idleBeatMs = heartbeatMs * DEFAULT_TIMING.idleHeartbeatEvery;
   try {
     coordinator = await startCoordinatorProcess({ dataDir: scratch.sub("coordinator"), fdLimit: 65_536 });
     await sleep(2_000);
@@ -66,15 +69,13 @@ export async function connectionScale(): Promise<BenchResult> {
     });
     await waitForAgents(coordinator.url, AGENTS, 120_000);
     const connectSeconds = (performance.now() - tConnect) / 1000;
-    // The welcome carries the interval; the coordinator's default is what is measured.
-    heartbeatMs = 10_000;
-    // Let every client's beat timer start (a random phase within one interval) and settle.
-    await sleep(heartbeatMs + 2_000);
+    // Let every client's beat timer start (a random phase within one idle interval) and settle.
+    await sleep(idleBeatMs + 2_000);
     const meter = new CpuMeter(coordinator.pid);
     let beats = await heartbeatCount(clients);
     for (let w = 0; w < WINDOWS; w++) {
       const start = performance.now();
-      await sleep(heartbeatMs);
+      await sleep(idleBeatMs);
       cpu.push(meter.lap());
       const nowBeats = await heartbeatCount(clients);
       beatsPerS.push((nowBeats - beats) / ((performance.now() - start) / 1000));
@@ -99,8 +100,8 @@ export async function connectionScale(): Promise<BenchResult> {
     if (median(perAgentKb) > GOAL_KB_PER_AGENT) analysis.push(...memoryAnalysis(idleMemory, loaded));
     if (median(cpu) > GOAL_CPU_PCT) {
       const c = coordinator;
-      const p = await profileCoordinator(c, "Coordinator CPU profile over one heartbeat interval", () =>
-        sleep(heartbeatMs),
+      const p = await profileCoordinator(c, "Coordinator CPU profile over one idle heartbeat interval", () =>
+        sleep(idleBeatMs),
       );
       analysis.push(...p.lines);
     }
@@ -130,11 +131,11 @@ export async function connectionScale(): Promise<BenchResult> {
     id: "connection-scale",
     title: "4. Connection scale",
     method: [
-      `A coordinator process (default settings: a heartbeat every ${heartbeatMs / 1000} s, lease 30 s) and`,
-      `${AGENTS.toLocaleString("en-US")} light agents — bare WebSocket clients that say hello and send heartbeats on the`,
-      `interval the welcome dictates, with a random phase, and a ping every ${IDLE_PING_EVERY} heartbeats as an idle`,
-      `\`phab-dock-ci agent\` sends it (the coordinator answers each with a pong) — in ${PROCESSES} processes. After all are connected and`,
-      `one interval has passed, ${WINDOWS} windows of one heartbeat interval each: the coordinator's CPU time`,
+      `A coordinator process (default settings: a heartbeat every ${heartbeatMs / 1000} s from agents with jobs, every`,
+      `${idleBeatMs / 1000} s from idle ones; lease 30 s) and ${AGENTS.toLocaleString("en-US")} light agents — bare WebSocket clients that say`,
+      "hello and then beat as an idle `phab-dock-ci agent` does, on the intervals the welcome dictates, with a",
+      `random phase: a heartbeat every ${idleBeatMs / 1000} s and a ping every ${(IDLE_PING_EVERY * heartbeatMs) / 1000} s (the coordinator answers each with a pong) —`,
+      `in ${PROCESSES} processes. After all are connected and one idle interval has passed, ${WINDOWS} windows of one idle interval each: the coordinator's CPU time`,
       "from /proc/<pid>/stat, and its RSS (/proc/<pid>/status) minus its RSS before any agent connected,",
       "divided by the number of agents.",
     ],

@@ -158,6 +158,7 @@ export class Hub {
       type: "welcome",
       protocolVersion: PROTOCOL_VERSION,
       heartbeatIntervalMs: t.heartbeatIntervalMs,
+      idleHeartbeatEvery: t.idleHeartbeatEvery,
       leaseMs: t.leaseMs,
       offerTimeoutMs: t.offerTimeoutMs,
       logFlushIntervalMs: t.logFlushIntervalMs,
@@ -184,10 +185,14 @@ export class Hub {
   }
 
   private dropSilent(): void {
-    const limit = Date.now() - this.config.timing.leaseMs;
+    const t = this.config.timing;
+    const now = Date.now();
     for (const s of this.scheduler.sessions.values()) {
-      if (s.lastSeen < limit) {
-        this.log.warn(`agent ${s.name} silent for a lease; dropping its connection`);
+      // An idle agent beats less often: the same margin of lost beats is that many leases.
+      const idle = s.running.size === 0 && s.offers.size === 0;
+      const silence = idle ? t.leaseMs * t.idleHeartbeatEvery : t.leaseMs;
+      if (s.lastSeen < now - silence) {
+        this.log.warn(`agent ${s.name} silent for ${silence / 1000} s; dropping its connection`);
         s.terminate();
       }
     }

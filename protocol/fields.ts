@@ -33,6 +33,11 @@ export class FieldReader {
     return v;
   }
 
+  /** An integer field that older peers do not send: `fallback` when it is absent. */
+  optionalInt(key: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+    return this.obj[key] === undefined ? fallback : this.int(key, min, max);
+  }
+
   intOrNull(key: string): number | null {
     if (this.obj[key] === null) return null;
     return this.int(key, -2147483648, 2147483647);

@@ -14,7 +14,10 @@
  *    the agent answers `job.accept` or `job.reject` within `welcome.offerTimeoutMs`, otherwise the
  *    job goes back to the front of the queue.
  * 4. `heartbeat` every `welcome.heartbeatIntervalMs` renews the leases of the jobs it lists. A lease
- *    that expires marks the job lost; a late return of the agent gets `job.cancel` for it.
+ *    that expires marks the job lost; a late return of the agent gets `job.cancel` for it. An agent
+ *    with no jobs holds no lease: it beats only every `welcome.idleHeartbeatEvery` intervals, and
+ *    the coordinator drops its connection after that many leases of silence (a busy one's after
+ *    one lease).
  * 5. Logs are byte ranges: `job.log {offset, data}`, the one binary frame (log-frame.ts), so bytes
  *    travel unchanged. The coordinator appends only at
  *    its current length, drops the overlap of a resend, answers a gap with `log.rewind`, and acks the
@@ -30,7 +33,10 @@
  *    frames close the socket with code 1008. Nothing a peer sends may crash the other side.
  */
 
-/** Bumped on any change to a message. */
+/**
+ * Bumped on any change to a message that an older peer would misread. A new optional field, which
+ * older peers ignore and which has a default for when they leave it out, does not bump it.
+ */
 export const PROTOCOL_VERSION = 2;
 
 /** WebSocket close code for policy violations (repeated bad frames, wrong version). */
@@ -145,6 +151,11 @@ export interface WelcomeMessage {
   type: "welcome";
   protocolVersion: number;
   heartbeatIntervalMs: number;
+  /**
+   * An agent with no jobs sends its heartbeat only every this many intervals (1 when a coordinator
+   * older than this field leaves it out).
+   */
+  idleHeartbeatEvery: number;
   leaseMs: number;
   offerTimeoutMs: number;
   logFlushIntervalMs: number;

@@ -109,6 +109,7 @@ const coordinatorReaders: Record<string, Reader<CoordinatorMessage>> = {
     type: "welcome",
     protocolVersion: r.int("protocolVersion"),
     heartbeatIntervalMs: r.int("heartbeatIntervalMs", 1),
+    idleHeartbeatEvery: r.optionalInt("idleHeartbeatEvery", 1, 1, 1000),
     leaseMs: r.int("leaseMs", 1),
     offerTimeoutMs: r.int("offerTimeoutMs", 1),
     logFlushIntervalMs: r.int("logFlushIntervalMs", 1),

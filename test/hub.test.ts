@@ -6,6 +6,7 @@ import { ensureBaseImage, requireDocker } from "./helpers/docker-images.js";
 import { makeStagingRepo, shellDiff } from "./helpers/staging-repo.js";
 import {
   AGENT_TOKEN,
+  TEST_TIMING,
   assertResults,
   coordinatorTestConfig,
   startTestAgent,
@@ -113,4 +114,21 @@ test("an agent connecting under a name still connected replaces the old connecti
   assert.equal(closed.code, 4000);
   await waitFor("second welcomed", () => second.frames.some((f) => f["type"] === "welcome"));
   second.ws.close();
+});
+
+test("a silent idle agent is dropped after idleHeartbeatEvery leases, not after one", async (t) => {
+  const timing = { ...TEST_TIMING, heartbeatIntervalMs: 100, leaseMs: 400, idleHeartbeatEvery: 4 };
+  const c = await startTestCoordinator(t, coordinatorTestConfig(tempDir(t, "pdci-coord-"), { timing }));
+  const p = await probe(wsUrl(c.url));
+  p.ws.send(hello({ name: "quiet" }));
+  await waitFor("welcome", () => p.frames.some((f) => f["type"] === "welcome"));
+  const welcome = p.frames.find((f) => f["type"] === "welcome");
+  assert.equal(welcome?.["idleHeartbeatEvery"], 4);
+  const t0 = Date.now();
+  const closed = await p.closed;
+  const silentMs = Date.now() - t0;
+  // Idle: 4 leases (1.6 s) of silence, checked once per heartbeat interval.
+  assert.ok(silentMs >= 1_500, `dropped after ${silentMs} ms, before four leases of silence`);
+  assert.ok(silentMs < 5_000, `dropped only after ${silentMs} ms`);
+  assert.equal(closed.code, 1006);
 });

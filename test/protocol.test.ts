@@ -127,3 +127,25 @@ test("binary job.log frames round-trip raw bytes, and bad ones are refused", () 
     if (!p.ok) assert.equal(p.code, "bad_frame", name);
   }
 });
+
+test("a welcome without idleHeartbeatEvery (an older coordinator) means beating at every interval", () => {
+  const welcome = {
+    type: "welcome",
+    protocolVersion: 2,
+    heartbeatIntervalMs: 10_000,
+    leaseMs: 30_000,
+    offerTimeoutMs: 10_000,
+    logFlushIntervalMs: 250,
+    maxChunkBytes: 1024,
+    maxLogBytes: 4096,
+    resumed: [],
+    cancel: [],
+  };
+  const old = parseCoordinatorMessage(JSON.stringify(welcome));
+  assert.ok(old.ok && old.message.type === "welcome");
+  assert.equal(old.message.idleHeartbeatEvery, 1);
+  const now = parseCoordinatorMessage(JSON.stringify({ ...welcome, idleHeartbeatEvery: 3 }));
+  assert.ok(now.ok && now.message.type === "welcome" && now.message.idleHeartbeatEvery === 3);
+  const bad = parseCoordinatorMessage(JSON.stringify({ ...welcome, idleHeartbeatEvery: 0 }));
+  assert.ok(!bad.ok && /idleHeartbeatEvery/.test(bad.error));
+});

@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import type { AddressInfo } from "node:net";
 import { test } from "node:test";
+import { WebSocketServer } from "ws";
+import { IDLE_PING_EVERY } from "../agent/agent.js";
 import { LABEL_AGENT, LABEL_JOB } from "../agent/job-runner.js";
+import { PROTOCOL_VERSION } from "../protocol/messages.js";
 import { ensureBaseImage, requireDocker } from "./helpers/docker-images.js";
 import { makeStagingRepo, shellDiff } from "./helpers/staging-repo.js";
 import {
@@ -168,4 +172,47 @@ test("an idle agent whose connection goes silent notices by its pings and connec
   proxy.freeze();
   // Idle, it pings every few heartbeats (200 ms here) and gives up after a few missed pongs.
   await waitFor("a new connection", () => proxy.accepted >= 2 && agent.connected, 15_000);
+});
+
+test("an idle agent beats every idleHeartbeatEvery intervals and pings every IDLE_PING_EVERY", async (t) => {
+  // A coordinator reduced to a WebSocket server that welcomes and counts: only the agent is tested.
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  t.after(async () => {
+    for (const ws of server.clients) ws.terminate();
+    await new Promise((r) => server.close(r));
+  });
+  await new Promise((r) => server.once("listening", r));
+  let heartbeats = 0;
+  let pings = 0;
+  server.on("connection", (ws) => {
+    ws.on("ping", () => (pings += 1));
+    ws.on("message", (data) => {
+      const msg = JSON.parse(String(data)) as Record<string, unknown>;
+      if (msg["type"] === "heartbeat") heartbeats += 1;
+      if (msg["type"] !== "hello") return;
+      ws.send(
+        JSON.stringify({
+          type: "welcome",
+          protocolVersion: PROTOCOL_VERSION,
+          heartbeatIntervalMs: 50,
+          idleHeartbeatEvery: 4,
+          leaseMs: 1_000,
+          offerTimeoutMs: 1_000,
+          logFlushIntervalMs: 20,
+          maxChunkBytes: 65_536,
+          maxLogBytes: 1 << 20,
+          resumed: [],
+          cancel: [],
+        }),
+      );
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const agent = await startTestAgent(t, `ws://127.0.0.1:${port}/agent`);
+  await waitFor("agent connected", () => agent.connected);
+  await new Promise((r) => setTimeout(r, 2_400));
+  // 48 intervals in 2.4 s: 12 heartbeats and 8 pings, give or take timer drift.
+  assert.ok(heartbeats >= 8 && heartbeats <= 13, `${heartbeats} heartbeats`);
+  assert.ok(pings >= 5 && pings <= 9, `${pings} pings (IDLE_PING_EVERY ${IDLE_PING_EVERY})`);
+  assert.equal(agent.connected, true, "the pongs kept the connection");
 });

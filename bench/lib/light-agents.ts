@@ -1,6 +1,6 @@
 /**
- * Light agents: bare WebSocket clients that speak just enough of the protocol (hello, heartbeats on
- * the interval the welcome dictates with pings as often as the real agent sends them, and
+ * Light agents: bare WebSocket clients that speak just enough of the protocol (hello, heartbeats as
+ * often as the welcome dictates with pings as often as the real agent sends them, and
  * accept / log / finished for an offered job), so that one
  * process holds a thousand of them. The coordinator cannot tell them from real agents.
  *
@@ -75,15 +75,20 @@ function client(s: Settings, name: string, welcomed: () => void, failed: () => v
         connected += 1;
         welcomed();
         const every = Number(msg["heartbeatIntervalMs"]);
-        let beats = 0;
+        const idleEvery = Number(msg["idleHeartbeatEvery"] ?? 1);
+        // A random start of the count too, so the idle beats spread over the whole idle interval.
+        let beats = Math.floor(Math.random() * idleEvery);
         // A random phase spreads the beats of clients that connected together.
         const first = setTimeout(() => {
           timers.delete(first);
           const tick = () => {
-            heartbeats += 1;
             beats += 1;
-            send({ type: "heartbeat", running: [...running] });
-            // Pings as the real agent sends them: every beat while busy, every few when idle.
+            // Heartbeats and pings as the real agent sends them: every beat while busy, every few
+            // (as the welcome and IDLE_PING_EVERY say) when idle.
+            if (running.size > 0 || beats % idleEvery === 0) {
+              heartbeats += 1;
+              send({ type: "heartbeat", running: [...running] });
+            }
             if (ws.readyState === WebSocket.OPEN && (running.size > 0 || beats % IDLE_PING_EVERY === 0))
               ws.ping();
           };
