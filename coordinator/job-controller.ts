@@ -202,6 +202,8 @@ export class JobController {
   private flushAcks(): void {
     const waiting = new Map(this.ackWaiting);
     this.ackWaiting.clear();
+    // A job whose result is being recorded gets no log.ack: its log needs no sync for one.
+    for (const id of this.finishing) waiting.delete(id);
     this.lastSync = Date.now();
     const ack = () => {
       for (const [id, session] of waiting) {
@@ -236,14 +238,13 @@ export class JobController {
     // From here the result's acknowledgement covers the log: no separate log.ack (see flushAcks).
     this.finishing.add(id);
     try {
-      await this.logs.flush([id]);
+      const length = await this.logs.resultLength(id);
       // The job may have been lost or cancelled while the log synced.
       const current = this.store.getJob(id);
       if (!current || !this.owns(session, current)) {
         session.send({ type: "finished.ack", jobId: msg.jobId });
         return;
       }
-      const length = this.logs.durableLength(id);
       if (length < msg.totalBytes) {
         session.send({ type: "log.rewind", jobId: msg.jobId, offset: length });
         return;

@@ -222,6 +222,18 @@ export class LogStore {
     for (const { log, target } of logs) if (target > log.synced) log.synced = target;
   }
 
+  /**
+   * The log's length to record with the job's result, once it may be recorded. A file is synced
+   * first. Rows need no sync of their own: they commit before the result does, and the WAL keeps
+   * that order through a power loss, so the result never survives without them.
+   */
+  async resultLength(jobId: number): Promise<number> {
+    const log = this.open.get(jobId);
+    if (log && !log.file) return log.length;
+    await this.flush([jobId]);
+    return this.durableLength(jobId);
+  }
+
   /** Synchronous sync of one log, or of every open log: for paths that are rare and need it now. */
   syncNow(jobId?: number): void {
     const logs = jobId === undefined ? [...this.open.values()] : [this.open.get(jobId)];

@@ -24,9 +24,10 @@
  *    durable length with `log.ack`. The agent keeps unacked bytes and resends them after a reconnect.
  * 6. `job.finished` (with the log's total length and SHA-256) follows the last log byte once that
  *    has been sent, and is repeated (also across reconnects) until `finished.ack`. The coordinator
- *    makes the log durable before it records the result, answers `log.rewind` when bytes are
- *    missing, and sends no `log.ack` for a job whose result it is recording: `finished.ack` covers
- *    the whole log. Duplicates are no-ops for the coordinator.
+ *    makes the log durable before the result it records (a log kept in its database: together
+ *    with it), answers `log.rewind` when bytes are missing, and sends no `log.ack` for a job whose
+ *    result it is recording: `finished.ack` covers the whole log. Duplicates are no-ops for the
+ *    coordinator.
  * 7. `job.cancel` carries a grace period: the agent stops the container (stop with grace, then kill),
  *    and finishes the job with result `cancelled`.
  * 8. A peer answers a frame it cannot parse with `error` and otherwise ignores it; repeated bad
