@@ -58,6 +58,11 @@ interface OpenLog {
   hash: Hash | null;
 }
 
+function writeAll(fd: number, data: Uint8Array): void {
+  let written = 0;
+  while (written < data.length) written += writeSync(fd, data, written);
+}
+
 function removeIfThere(path: string): void {
   try {
     unlinkSync(path);
@@ -157,8 +162,7 @@ export class LogStore {
     const fresh = skip > 0 ? data.subarray(skip) : data;
     if (log.length + fresh.length > this.maxBytes) return { kind: "full", length: log.length };
     if (log.file) {
-      let written = 0;
-      while (written < fresh.length) written += writeSync(log.file.fd, fresh, written);
+      writeAll(log.file.fd, fresh);
     } else if (log.length + fresh.length <= INLINE_LOG_MAX_BYTES) {
       this.inline.addInline(jobId, log.length, fresh);
     } else {
@@ -177,10 +181,7 @@ export class LogStore {
   private moveToFile(jobId: number, log: OpenLog, fresh: Buffer): void {
     const fd = openSync(this.path(jobId), "w");
     try {
-      for (const chunk of [...this.inline.inlineChunks(jobId), fresh]) {
-        let written = 0;
-        while (written < chunk.length) written += writeSync(fd, chunk, written);
-      }
+      for (const chunk of [...this.inline.inlineChunks(jobId), fresh]) writeAll(fd, chunk);
       fdatasyncSync(fd);
     } catch (err) {
       closeSync(fd);
@@ -237,17 +238,21 @@ export class LogStore {
   /** Synchronous sync of one log, or of every open log: for paths that are rare and need it now. */
   syncNow(jobId?: number): void {
     const logs = jobId === undefined ? [...this.open.values()] : [this.open.get(jobId)];
-    let inline = false;
+    const inline: OpenLog[] = [];
     for (const log of logs) {
       if (!log || log.synced >= log.length) continue;
+      if (!log.file) {
+        inline.push(log);
+        continue;
+      }
       const target = log.length;
-      if (log.file) fdatasyncSync(log.file.fd);
-      else inline = true;
+      fdatasyncSync(log.file.fd);
       log.synced = target;
     }
-    if (inline) {
+    if (inline.length > 0) {
       this.inline.commit();
       this.inline.syncToDiskNow();
+      for (const log of inline) log.synced = log.length;
     }
   }
 
@@ -269,10 +274,7 @@ export class LogStore {
     if (chunks.length > 0) {
       const fd = openSync(aside, "w");
       try {
-        for (const chunk of chunks) {
-          let written = 0;
-          while (written < chunk.length) written += writeSync(fd, chunk, written);
-        }
+        for (const chunk of chunks) writeAll(fd, chunk);
       } finally {
         closeSync(fd);
       }
