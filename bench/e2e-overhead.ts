@@ -50,7 +50,10 @@ git -C "$work" archive --format=tar refs/job | "$docker" build -q -t "$tag" - > 
 stamp built
 if [ "$result" = pass ]; then "$docker" run --rm "$tag" >> "$work.log" 2>&1 || result=fail; fi
 stamp ran
-"$docker" rmi -f "$tag" > /dev/null 2>&1 || true
+if [ "$result" = fail ]; then cat "$work.log" >&2; fi
+# --no-prune keeps the image's parent layers, as the agent does: pruning them races the build cache
+# lookup of a build running next to this one ("unable to find image sha256:...").
+"$docker" rmi -f --no-prune "$tag" > /dev/null 2>&1 || true
 rm -rf "$work"
 stamp cleaned
 params=$(printf '{"receiver":"%s","type":"%s","__conduit__":{"token":"%s"}}' "$target" "$result" "$token")
@@ -140,9 +143,18 @@ async function scriptTimed(env: Env, times: string): Promise<{ t0: number; at: n
   const { phid, n } = newTarget(env, "s");
   const t0 = Date.now();
   const child = scriptChild(env, n, phid, times);
+  return { t0, at: await scriptDone(env, child, phid) };
+}
+
+/** Waits for a run of the script and its final message; a failure says what the script printed. */
+async function scriptDone(env: Env, child: Child, phid: string): Promise<number> {
   const code = await child.waitExit(JOB_TIMEOUT_MS);
   if (code !== 0) throw new Error(`the baseline script failed (${String(code)}):\n${child.tailText()}`);
-  return { t0, at: await env.finals.wait(phid) };
+  try {
+    return await env.finals.wait(phid);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the script printed:\n${child.tailText()}`);
+  }
 }
 
 async function scriptOnce(env: Env): Promise<number> {
@@ -163,16 +175,15 @@ async function scriptBurst(env: Env): Promise<number> {
   const targets = Array.from({ length: BURST }, () => newTarget(env, "s"));
   const t0 = Date.now();
   let next = 0;
+  const ends: number[] = [];
   const slot = async () => {
     while (next < targets.length) {
       const { phid, n } = targets[next++] as { phid: string; n: number };
       const child = scriptChild(env, n, phid, join(env.scratch.dir, "times-discard"));
-      const code = await child.waitExit(JOB_TIMEOUT_MS);
-      if (code !== 0) throw new Error(`the baseline script failed (${String(code)}):\n${child.tailText()}`);
+      ends.push(await scriptDone(env, child, phid));
     }
   };
   await Promise.all(Array.from({ length: SLOTS }, slot));
-  const ends = await Promise.all(targets.map(({ phid }) => env.finals.wait(phid)));
   return BURST / ((Math.max(...ends) - t0) / 60_000);
 }
 
@@ -377,8 +388,10 @@ export async function e2eOverhead(): Promise<BenchResult> {
       "coordinator process, `phab-dock-ci agent` (capacity 4, real git and Docker) builds and runs it,",
       "the coordinator reports `pass` to the fake Conduit (test/helpers/fake-conduit.ts), which also",
       "receives the job link artifact first. The script: `git init` + `git fetch` of the tag, `git archive |",
-      "docker build -`, `docker run --rm`, `docker rmi`, and `curl` of harbormaster.sendmessage to the",
-      "same fake. Wall time from the webhook (or starting bash) to the `pass` arriving at the fake.",
+      "docker build -`, `docker run --rm`, `docker rmi --no-prune` (the agent too keeps a job image's",
+      "parent layers: a build beside it may be reading them as cache), and `curl` of",
+      "harbormaster.sendmessage to the same fake. Wall time from the webhook (or starting bash) to the",
+      "`pass` arriving at the fake.",
       `Serial: one warm-up each, then ${SERIAL} pairs, alternating who goes first; the ratio is per pair.`,
       `Burst: ${BURST} jobs at once with ${SLOTS} slots (ours: one agent of capacity ${SLOTS}; the script: ${SLOTS} at a time),`,
       `${BURST_RUNS} runs each, alternating; builds per minute from the first webhook to the last pass.`,
