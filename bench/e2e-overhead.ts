@@ -378,6 +378,9 @@ export async function e2eOverhead(): Promise<BenchResult> {
       .sort((a, b) => b.d - a.d)
       .map(({ k, d }) => `${k} ${d >= 0 ? "+" : "−"}${fmt(Math.abs(d))} ms`)
       .join(", ")}.`,
+    "Ours builds one step more: the label that makes each job's image its own (a container and a commit).",
+    "Without it, two jobs whose builds end in the same cached image share that image, and the first",
+    "job's clean-up deletes it under the second.",
   ];
   return {
     id: "e2e-overhead",
