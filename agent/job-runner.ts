@@ -99,18 +99,7 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
     ctx.phase("building");
     banner(log, `building commit ${commit}`);
     built = true;
-    await ctx.backend.build({
-      jobId: ctx.jobId,
-      context: ctx.git.archiveFromCache(spec.repositoryUri, commit),
-      tag,
-      // The label makes the image this job's own: two jobs building the same tree (capacity > 1, or
-      // agents sharing an engine) would otherwise get one image id from the build cache, and the
-      // first job's cleanup would delete the image under the second one between its build and run.
-      // One label only: the engine adds a build step per label.
-      labels: { [LABEL_IMAGE]: tag },
-      output: log.writable,
-      signal,
-    });
+    await buildImage(ctx, commit, tag);
     await workspaceReady;
     for (const line of held) log.line(line);
     if (signal.aborted) return cancelledOutcome(signal);
@@ -154,6 +143,47 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
     // The container is already removed; the image and workspace go while the result is reported.
     ctx.phase("cleaning");
     ctx.background(cleanup(ctx, workspace, built ? tag : null, workspaceReady));
+  }
+}
+
+/** How many times a build starts again after losing an image of its cache to a removal beside it. */
+const BUILD_CACHE_RACE_RETRIES = 2;
+
+const CACHE_RACE =
+  /unable to find image "?sha256:[0-9a-f]{12}|no such image: sha256:[0-9a-f]{12}|unknown parent image id sha256:/i;
+
+/**
+ * Whether a build failed only because an image it was reading as cache went away meanwhile. The
+ * engine's cache lookup reads every image built on the same parent, and one removed at that moment
+ * (another job's clean-up, a `docker image prune` from cron) fails the build with one of these
+ * messages, though nothing is wrong with the build. Image ids are named by their digest here; a
+ * Dockerfile's own missing image is named as written.
+ */
+export function isBuildCacheRace(message: string): boolean {
+  return CACHE_RACE.test(message);
+}
+
+async function buildImage(ctx: RunJobContext, commit: string, tag: string): Promise<void> {
+  for (let retries = 0; ; retries++) {
+    try {
+      await ctx.backend.build({
+        jobId: ctx.jobId,
+        context: ctx.git.archiveFromCache(ctx.spec.repositoryUri, commit),
+        tag,
+        // The label makes the image this job's own: two jobs building the same tree (capacity > 1, or
+        // agents sharing an engine) would otherwise get one image id from the build cache, and the
+        // first job's cleanup would delete the image under the second one between its build and run.
+        // One label only: the engine adds a build step per label.
+        labels: { [LABEL_IMAGE]: tag },
+        output: ctx.log.writable,
+        signal: ctx.signal,
+      });
+      return;
+    } catch (err) {
+      const race = err instanceof PdciError && err.code === "build_failed" && isBuildCacheRace(err.message);
+      if (!race || retries >= BUILD_CACHE_RACE_RETRIES || ctx.signal.aborted) throw err;
+      banner(ctx.log, "an image this build read as cache was removed meanwhile; building again");
+    }
   }
 }
 

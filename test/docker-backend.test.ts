@@ -5,6 +5,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { DockerBackend, splitTag } from "../agent/docker-backend.js";
 import { GitCheckout } from "../agent/git-checkout.js";
+import { isBuildCacheRace } from "../agent/job-runner.js";
 import { PdciError } from "../protocol/errors.js";
 import { BASE_IMAGE } from "./helpers/docker-images.js";
 import { containersWith, dockerFixture } from "./helpers/docker-fixture.js";
@@ -72,6 +73,7 @@ test("a failing build step fails with build_failed and the reason in the output"
   const output = new Sink();
   const build = backend.build({ jobId: "b2", context, tag: newTag(), labels, output, signal: noSignal() });
   await assert.rejects(build, failsWith("build_failed", /returned a non-zero code: 3/));
+  await build.catch((err: Error) => assert.equal(isBuildCacheRace(err.message), false));
   assert.match(output.text(), /before/);
   assert.match(output.text(), /error: .*returned a non-zero code: 3/);
 });
@@ -88,6 +90,24 @@ test("a Dockerfile naming a missing base image fails with build_failed", async (
     signal: noSignal(),
   });
   await assert.rejects(build, failsWith("build_failed"));
+  // Not to be mistaken for a cache image removed meanwhile, which is built again.
+  await build.catch((err: Error) => assert.equal(isBuildCacheRace(err.message), false, err.message));
+});
+
+test("a cache image removed during a build is told apart from the build's own failures", () => {
+  // As the engine (API 1.41) failed a build whose cache lookup met an image removed beside it.
+  const seen =
+    'unable to find image "sha256:7748bd370b87fcb54f57adc6120cd76606ea930cc72918fe2f8252c8dafd0b17"';
+  assert.equal(isBuildCacheRace(seen), true);
+  assert.equal(isBuildCacheRace("No such image: sha256:7748bd370b87fcb54f57adc6120cd7"), true);
+  assert.equal(isBuildCacheRace("unknown parent image ID sha256:7748bd370b87fcb54f57"), true);
+  for (const own of [
+    "No such image: pdci-test-missing-base:none",
+    "No such image: app@sha256:7748bd370b87fcb54f57adc6120cd76606ea930cc72918fe2f8252c8dafd0b17",
+    'unable to find image "app:latest" locally',
+    "The command '/bin/sh -c exit 3' returned a non-zero code: 3",
+  ])
+    assert.equal(isBuildCacheRace(own), false, own);
 });
 
 test("aborting a build rejects with cancelled", async (t) => {
