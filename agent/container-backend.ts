@@ -26,6 +26,8 @@ export interface BuildRequest {
   context: NodeJS.ReadableStream;
   tag: string;
   labels: Record<string, string>;
+  /** Build every step afresh, without looking for cached images. */
+  noCache?: boolean;
   /** Receives the build output text. Never ended by the backend. */
   output: Writable;
   /** Aborting cancels the build. */

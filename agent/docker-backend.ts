@@ -44,6 +44,7 @@ export class DockerBackend implements ContainerBackend {
         t: req.tag,
         // Labels given to a build become an extra LABEL step (a container and a commit): skip when none.
         ...(Object.keys(req.labels).length > 0 ? { labels: req.labels } : {}),
+        ...(req.noCache === true ? { nocache: true } : {}),
         rm: true,
         forcerm: true,
         abortSignal: req.signal,
