@@ -22,12 +22,10 @@ export class CancelReason {
 
 export interface BuildRequest {
   jobId: string;
-  /** The build context as a tar stream. */
-  context: NodeJS.ReadableStream;
+  /** Makes the build context, a tar stream: once per attempt, as a backend may start a build over. */
+  context: () => NodeJS.ReadableStream;
   tag: string;
   labels: Record<string, string>;
-  /** Build every step afresh, without looking for cached images. */
-  noCache?: boolean;
   /** Receives the build output text. Never ended by the backend. */
   output: Writable;
   /** Aborting cancels the build. */

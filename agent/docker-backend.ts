@@ -1,5 +1,6 @@
 /** The container backend on a Docker engine, through dockerode. */
 import type { Writable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 import type Dockerode from "dockerode";
 import { PdciError, errorMessage } from "../protocol/errors.js";
 import type { BuildRequest, ContainerBackend, RunOutcome, RunRequest } from "./container-backend.js";
@@ -22,6 +23,35 @@ export function splitTag(image: string): { repo: string; tag: string } {
   return { repo: image, tag: "latest" };
 }
 
+const CACHE_RACE =
+  /unable to find image "?sha256:[0-9a-f]{12}|no such image: sha256:[0-9a-f]{12}|unknown parent image id sha256:|failed to get digest sha256:[0-9a-f]{12}/i;
+
+/**
+ * Whether a build failed only because an image went away under it, though nothing is wrong with the
+ * build. The engine's cache lookup reads every image built on the same parent, and one removed at
+ * that moment (another job's clean-up, a `docker image prune` from cron) fails the build; a prune
+ * can also remove the image of the build's own last step (untagged until the build ends) before the
+ * next step starts from it. Image ids are named by their digest in these messages; a Dockerfile's
+ * own missing image is named as written.
+ */
+export function isBuildCacheRace(message: string): boolean {
+  return CACHE_RACE.test(message);
+}
+
+/** How a build that lost an image under it starts over; the pause lets a prune get further. */
+const RETRIES_AFTER_LOST_IMAGE = [
+  {
+    noCache: false,
+    pauseMs: 1000,
+    note: "an image this build read as cache was removed meanwhile; building again",
+  },
+  {
+    noCache: true,
+    pauseMs: 0,
+    note: "the build cache is changing under this build; building again without it",
+  },
+];
+
 export class DockerBackend implements ContainerBackend {
   private readonly docker: Dockerode;
   private readonly socketPath: string;
@@ -35,16 +65,38 @@ export class DockerBackend implements ContainerBackend {
     this.registryAuth = opts.registryAuth;
   }
 
+  /**
+   * Builds the image. A build that lost an image under it (see isBuildCacheRace) is built again after
+   * a pause, and if that fails the same way (a long prune removes images one by one), once more
+   * without the cache, which leaves only its own step images to lose; the output says so.
+   */
   async build(req: BuildRequest): Promise<void> {
+    let noCache = false;
+    for (const retry of [...RETRIES_AFTER_LOST_IMAGE, null]) {
+      try {
+        return await this.buildOnce(req, noCache);
+      } catch (err) {
+        const lost = err instanceof PdciError && err.code === "build_failed" && isBuildCacheRace(err.message);
+        if (!lost || retry === null || req.signal.aborted) throw err;
+        req.output.write(`\n--- phab-dock-ci: ${retry.note}\n`);
+        // A cancel ends the pause; the build then sees the aborted signal and stops at once.
+        await delay(retry.pauseMs, undefined, { signal: req.signal }).catch(() => undefined);
+        noCache = retry.noCache;
+      }
+    }
+  }
+
+  private async buildOnce(req: BuildRequest, noCache: boolean): Promise<void> {
     const cancelled = () => new PdciError("cancelled", "the build was cancelled");
     if (req.signal.aborted) throw cancelled();
+    const context = req.context();
     let failure: string | null;
     try {
-      const stream = await this.docker.buildImage(req.context, {
+      const stream = await this.docker.buildImage(context, {
         t: req.tag,
         // Labels given to a build become an extra LABEL step (a container and a commit): skip when none.
         ...(Object.keys(req.labels).length > 0 ? { labels: req.labels } : {}),
-        ...(req.noCache === true ? { nocache: true } : {}),
+        ...(noCache ? { nocache: true } : {}),
         rm: true,
         forcerm: true,
         abortSignal: req.signal,
@@ -57,7 +109,7 @@ export class DockerBackend implements ContainerBackend {
       throw new PdciError("build_failed", message, { cause: err });
     } finally {
       // A build that stopped early leaves the context unread; its producer (git archive) must not wait.
-      destroyStream(req.context);
+      destroyStream(context);
     }
     // An aborted request may end the event stream quietly, without an error event.
     if (req.signal.aborted) throw cancelled();

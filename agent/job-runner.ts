@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { errorMessage, PdciError } from "../protocol/errors.js";
 import type { JobPhase, JobResult, JobSpec } from "../protocol/messages.js";
 import type { ContainerBackend } from "./container-backend.js";
@@ -100,7 +99,18 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
     ctx.phase("building");
     banner(log, `building commit ${commit}`);
     built = true;
-    await buildImage(ctx, commit, tag);
+    await ctx.backend.build({
+      jobId: ctx.jobId,
+      context: () => ctx.git.archiveFromCache(spec.repositoryUri, commit),
+      tag,
+      // The label makes the image this job's own: two jobs building the same tree (capacity > 1, or
+      // agents sharing an engine) would otherwise get one image id from the build cache, and the
+      // first job's cleanup would delete the image under the second one between its build and run.
+      // One label only: the engine adds a build step per label.
+      labels: { [LABEL_IMAGE]: tag },
+      output: log.writable,
+      signal,
+    });
     await workspaceReady;
     for (const line of held) log.line(line);
     if (signal.aborted) return cancelledOutcome(signal);
@@ -144,64 +154,6 @@ export async function runJob(ctx: RunJobContext): Promise<JobOutcome> {
     // The container is already removed; the image and workspace go while the result is reported.
     ctx.phase("cleaning");
     ctx.background(cleanup(ctx, workspace, built ? tag : null, workspaceReady));
-  }
-}
-
-/** Wait before building again after the build cache lost an image (a prune may still be going on). */
-const CACHE_RACE_PAUSE_MS = 1000;
-
-const CACHE_RACE =
-  /unable to find image "?sha256:[0-9a-f]{12}|no such image: sha256:[0-9a-f]{12}|unknown parent image id sha256:|failed to get digest sha256:[0-9a-f]{12}/i;
-
-/**
- * Whether a build failed only because an image went away under it, though nothing is wrong with the
- * build. The engine's cache lookup reads every image built on the same parent, and one removed at
- * that moment (another job's clean-up, a `docker image prune` from cron) fails the build; a prune
- * can also remove the image of the build's own last step (untagged until the build ends) before the
- * next step starts from it. Image ids are named by their digest in these messages; a Dockerfile's
- * own missing image is named as written.
- */
-export function isBuildCacheRace(message: string): boolean {
-  return CACHE_RACE.test(message);
-}
-
-/**
- * Builds the job's image. A build that lost an image under it is built again after a pause, and if
- * that fails the same way (a long prune removes images one by one), once more without the cache,
- * which leaves only its own step images to lose.
- */
-async function buildImage(ctx: RunJobContext, commit: string, tag: string): Promise<void> {
-  const attempts: Array<{ noCache: boolean; note: string }> = [
-    { noCache: false, note: "" },
-    { noCache: false, note: "an image this build read as cache was removed meanwhile; building again" },
-    { noCache: true, note: "the build cache is changing under this build; building again without it" },
-  ];
-  for (const [i, { noCache, note }] of attempts.entries()) {
-    if (i > 0) {
-      banner(ctx.log, note);
-      // A cancel ends the pause; the build then sees the aborted signal and stops at once.
-      if (!noCache)
-        await delay(CACHE_RACE_PAUSE_MS, undefined, { signal: ctx.signal }).catch(() => undefined);
-    }
-    try {
-      await ctx.backend.build({
-        jobId: ctx.jobId,
-        context: ctx.git.archiveFromCache(ctx.spec.repositoryUri, commit),
-        tag,
-        // The label makes the image this job's own: two jobs building the same tree (capacity > 1, or
-        // agents sharing an engine) would otherwise get one image id from the build cache, and the
-        // first job's cleanup would delete the image under the second one between its build and run.
-        // One label only: the engine adds a build step per label.
-        labels: { [LABEL_IMAGE]: tag },
-        noCache,
-        output: ctx.log.writable,
-        signal: ctx.signal,
-      });
-      return;
-    } catch (err) {
-      const race = err instanceof PdciError && err.code === "build_failed" && isBuildCacheRace(err.message);
-      if (!race || i === attempts.length - 1 || ctx.signal.aborted) throw err;
-    }
   }
 }
 

@@ -3,9 +3,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { DockerBackend, splitTag } from "../agent/docker-backend.js";
+import { DockerBackend, isBuildCacheRace, splitTag } from "../agent/docker-backend.js";
 import { GitCheckout } from "../agent/git-checkout.js";
-import { isBuildCacheRace } from "../agent/job-runner.js";
 import { PdciError } from "../protocol/errors.js";
 import { BASE_IMAGE } from "./helpers/docker-images.js";
 import { containersWith, dockerFixture } from "./helpers/docker-fixture.js";
@@ -28,11 +27,12 @@ test("builds an image from a crafted tar, with labels and the build output", asy
   const { docker, backend, labels, newTag } = await dockerFixture(t);
   const tag = newTag();
   const dockerfile = `FROM ${BASE_IMAGE}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt\n`;
-  const context = tarStream([
-    { name: "Dockerfile", data: dockerfile },
-    // Content of its own, so the RUN step is not answered from the build cache of an earlier run.
-    { name: "hello.txt", data: `built-marker ${tag}\n` },
-  ]);
+  const context = () =>
+    tarStream([
+      { name: "Dockerfile", data: dockerfile },
+      // Content of its own, so the RUN step is not answered from the build cache of an earlier run.
+      { name: "hello.txt", data: `built-marker ${tag}\n` },
+    ]);
   const output = new Sink();
   await backend.build({ jobId: "b1", context, tag, labels, output, signal: noSignal() });
   assert.match(output.text(), /built-marker/);
@@ -58,7 +58,7 @@ test("builds the archive of a checkout and runs it", async (t) => {
   });
   const tag = newTag();
   const output = new Sink();
-  const context = git.archive(workspace, commit);
+  const context = () => git.archive(workspace, commit);
   await backend.build({ jobId: "j", context, tag, labels, output, signal: noSignal() });
   const run = runRequest(tag);
   const outcome = await backend.run(run);
@@ -69,18 +69,23 @@ test("builds the archive of a checkout and runs it", async (t) => {
 
 test("a failing build step fails with build_failed and the reason in the output", async (t) => {
   const { backend, labels, newTag } = await dockerFixture(t);
-  const context = tarStream([{ name: "Dockerfile", data: `FROM ${BASE_IMAGE}\nRUN echo before; exit 3\n` }]);
+  let contexts = 0;
+  const context = () => {
+    contexts += 1;
+    return tarStream([{ name: "Dockerfile", data: `FROM ${BASE_IMAGE}\nRUN echo before; exit 3\n` }]);
+  };
   const output = new Sink();
   const build = backend.build({ jobId: "b2", context, tag: newTag(), labels, output, signal: noSignal() });
   await assert.rejects(build, failsWith("build_failed", /returned a non-zero code: 3/));
   await build.catch((err: Error) => assert.equal(isBuildCacheRace(err.message), false));
+  assert.equal(contexts, 1, "a build's own failure is not built again");
   assert.match(output.text(), /before/);
   assert.match(output.text(), /error: .*returned a non-zero code: 3/);
 });
 
 test("a Dockerfile naming a missing base image fails with build_failed", async (t) => {
   const { backend, labels, newTag } = await dockerFixture(t);
-  const context = tarStream([{ name: "Dockerfile", data: "FROM pdci-test-missing-base:none\n" }]);
+  const context = () => tarStream([{ name: "Dockerfile", data: "FROM pdci-test-missing-base:none\n" }]);
   const build = backend.build({
     jobId: "b3",
     context,
@@ -118,9 +123,8 @@ test("a cache image removed during a build is told apart from the build's own fa
 
 test("aborting a build rejects with cancelled", async (t) => {
   const { backend, labels, newTag } = await dockerFixture(t);
-  const context = tarStream([
-    { name: "Dockerfile", data: `FROM ${BASE_IMAGE}\nRUN echo building; sleep 30\n` },
-  ]);
+  const context = () =>
+    tarStream([{ name: "Dockerfile", data: `FROM ${BASE_IMAGE}\nRUN echo building; sleep 30\n` }]);
   const output = new Sink();
   const controller = new AbortController();
   const started = Date.now();
@@ -155,7 +159,14 @@ test("two jobs building one tree get images of their own: removing one keeps the
     const tag = newTag();
     const output = new Sink();
     const labels = { "phab-dock-ci.job": job, "phab-dock-ci.agent": `pdci-test-${process.pid}` };
-    await backend.build({ jobId: job, context: tarStream(files), tag, labels, output, signal: noSignal() });
+    await backend.build({
+      jobId: job,
+      context: () => tarStream(files),
+      tag,
+      labels,
+      output,
+      signal: noSignal(),
+    });
     return { tag, output };
   };
   const first = await build("same-tree-1");

@@ -41,7 +41,7 @@ export async function dockerFixture(t: TestContext): Promise<DockerFixture> {
   };
   const image = async (lines: string): Promise<string> => {
     const tag = newTag();
-    const context = tarStream([{ name: "Dockerfile", data: `FROM ${BASE_IMAGE}\n${lines}\n` }]);
+    const context = () => tarStream([{ name: "Dockerfile", data: `FROM ${BASE_IMAGE}\n${lines}\n` }]);
     const output = new Sink();
     const signal = new AbortController().signal;
     // Not the test's labels: containers inherit the labels of their image.

@@ -45,10 +45,11 @@ export async function ensureBaseImage(docker = new Dockerode({ socketPath: SOCKE
   const busybox = await readFile(await findBusybox());
   const dockerfile =
     'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\n';
-  const context = tarStream([
-    { name: "Dockerfile", data: dockerfile },
-    { name: "busybox", data: busybox, mode: 0o755 },
-  ]);
+  const context = () =>
+    tarStream([
+      { name: "Dockerfile", data: dockerfile },
+      { name: "busybox", data: busybox, mode: 0o755 },
+    ]);
   let log = "";
   const output = new Writable({
     write(chunk: Buffer, _encoding, done) {
