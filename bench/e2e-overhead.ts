@@ -7,20 +7,13 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureBaseImage } from "../test/helpers/docker-images.js";
-import { FakeConduit } from "../test/helpers/fake-conduit.js";
+import type { FakeConduit } from "../test/helpers/fake-conduit.js";
 import { spawnCommand, type Child } from "./lib/child.js";
 import { figureTable, type BenchResult, type Figure } from "./lib/report.js";
 import { diffRef, echoDiff, makeStaging, type Files } from "./lib/staging.js";
-import {
-  DOCKER_CLI,
-  Scratch,
-  sleep,
-  startCliAgent,
-  startCoordinatorProcess,
-  type CoordinatorProcess,
-} from "./lib/stack.js";
+import { DOCKER_CLI, sleep, startRealStack, type RealStack } from "./lib/stack.js";
 import { fmt, median } from "./lib/stats.js";
-import { enc, getJson, WebhookClient } from "./lib/webhook-client.js";
+import { enc, getJson } from "./lib/webhook-client.js";
 
 const SERIAL = 10;
 const BURST = 40;
@@ -96,13 +89,9 @@ class Finals {
   }
 }
 
-interface Env {
-  conduit: FakeConduit;
+interface Env extends RealStack {
   finals: Finals;
-  coordinator: CoordinatorProcess;
-  client: WebhookClient;
   staging: string;
-  scratch: Scratch;
   script: string;
   next: number;
 }
@@ -261,46 +250,20 @@ async function scriptPhases(env: Env): Promise<number[]> {
 export async function e2eOverhead(): Promise<BenchResult> {
   const t0 = performance.now();
   const base = await ensureBaseImage();
-  const scratch = new Scratch("e2e");
-  const conduit = await FakeConduit.start();
-  let coordinator: CoordinatorProcess | null = null;
-  let agent: Child | null = null;
-  let client: WebhookClient | null = null;
   const ours: number[] = [];
   const script: number[] = [];
   const oursBursts: number[] = [];
   const scriptBursts: number[] = [];
   const phases: Array<{ ours: number[]; script: number[] }> = [];
+  const stack = await startRealStack({ name: "e2e", capacity: SLOTS });
   try {
     const count = 2 + 2 * SERIAL + 2 * BURST * BURST_RUNS + 2 * DIAGNOSTIC + 10;
     const diffs = new Map<number, Files>();
     for (let n = 1; n <= count; n++) diffs.set(n, echoDiff(base, n));
-    const staging = makeStaging(scratch.dir, diffs);
-    const scriptFile = join(scratch.dir, "baseline.sh");
+    const staging = makeStaging(stack.scratch.dir, diffs);
+    const scriptFile = join(stack.scratch.dir, "baseline.sh");
     writeFileSync(scriptFile, SCRIPT, { mode: 0o755 });
-    coordinator = await startCoordinatorProcess({
-      dataDir: scratch.sub("coordinator"),
-      conduit: { url: conduit.url, token: conduit.token },
-    });
-    agent = (
-      await startCliAgent({
-        wsUrl: coordinator.wsUrl,
-        name: "e2e",
-        workDir: scratch.sub("agent"),
-        capacity: SLOTS,
-      })
-    ).child;
-    client = new WebhookClient(coordinator.url, 4);
-    const env: Env = {
-      conduit,
-      finals: new Finals(conduit),
-      coordinator,
-      client,
-      staging,
-      scratch,
-      script: scriptFile,
-      next: 0,
-    };
+    const env: Env = { ...stack, finals: new Finals(stack.conduit), staging, script: scriptFile, next: 0 };
     // Warm-up: the first build after a while is slow for either side; the agent creates its mirror.
     await oursOnce(env);
     await scriptOnce(env);
@@ -330,11 +293,7 @@ export async function e2eOverhead(): Promise<BenchResult> {
     for (let i = 0; i < DIAGNOSTIC; i++)
       phases.push({ ours: await oursPhases(env), script: await scriptPhases(env) });
   } finally {
-    client?.close();
-    await agent?.stop();
-    await coordinator?.child.stop();
-    await conduit.close();
-    scratch.cleanup();
+    await stack.close();
   }
 
   const serialRatios = ours.map((o, i) => o / (script[i] ?? Number.NaN));

@@ -2,7 +2,7 @@
  * `npm run bench`: runs every benchmark on this machine and rewrites bench/RESULTS.md.
  *
  * BENCH_ONLY=id[,id…] runs only those (ids: e2e-overhead, dispatch-latency, dispatch-throughput,
- * connection-scale, log-throughput, footprint); the report then goes to a file in the temp
+ * connection-scale, log-throughput, footprint, prune-burst); the report then goes to a file in the temp
  * directory instead, so a partial run never replaces the full results. BENCH_VERBOSE=1 shows the
  * children's stderr; BENCH_PROFILE=1 profiles the coordinator in dispatch-throughput even when
  * the goal is met.
@@ -21,6 +21,7 @@ import { machineLines } from "./lib/machine.js";
 import { profileFiles } from "./lib/profiling.js";
 import { renderResults, type BenchResult } from "./lib/report.js";
 import { logThroughput } from "./log-throughput.js";
+import { pruneBurst } from "./prune-burst.js";
 
 const BENCHMARKS: Array<{ id: string; title: string; run: () => Promise<BenchResult> }> = [
   { id: "e2e-overhead", title: "1. End-to-end overhead", run: e2eOverhead },
@@ -29,6 +30,7 @@ const BENCHMARKS: Array<{ id: string; title: string; run: () => Promise<BenchRes
   { id: "connection-scale", title: "4. Connection scale", run: connectionScale },
   { id: "log-throughput", title: "5. Log throughput", run: logThroughput },
   { id: "footprint", title: "6. Footprint", run: footprint },
+  { id: "prune-burst", title: "7. Builds during a prune", run: pruneBurst },
 ];
 
 async function main(): Promise<void> {

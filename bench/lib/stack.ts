@@ -3,8 +3,9 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Timing } from "../../coordinator/config.js";
+import { FakeConduit } from "../../test/helpers/fake-conduit.js";
 import { benchScript, CLI, spawnNode, type Child } from "./child.js";
-import { getJson } from "./webhook-client.js";
+import { getJson, WebhookClient } from "./webhook-client.js";
 
 export const AGENT_TOKEN = "bench-agent-token-0123456789abcdef";
 
@@ -167,6 +168,53 @@ export async function startCliAgent(opts: {
   // The agent logs this line when the coordinator's welcome arrives: it is then ready for jobs.
   await child.waitForLine((l) => l.includes(`connected to ${opts.wsUrl} as ${opts.name}`), 60_000);
   return { child, readyMs: performance.now() - child.startedAt };
+}
+
+/**
+ * A coordinator process reporting to a fake Conduit, one `phab-dock-ci agent` with real git and
+ * Docker, and a webhook client, all in a new scratch directory.
+ */
+export interface RealStack {
+  scratch: Scratch;
+  conduit: FakeConduit;
+  coordinator: CoordinatorProcess;
+  agent: Child;
+  client: WebhookClient;
+  /** Stops all of it and removes the scratch directory. */
+  close(): Promise<void>;
+}
+
+export async function startRealStack(opts: { name: string; capacity: number }): Promise<RealStack> {
+  const scratch = new Scratch(opts.name);
+  const conduit = await FakeConduit.start();
+  let coordinator: CoordinatorProcess | null = null;
+  let agent: Child | null = null;
+  let client: WebhookClient | null = null;
+  const close = async (): Promise<void> => {
+    client?.close();
+    await agent?.stop();
+    await coordinator?.child.stop();
+    await conduit.close();
+    scratch.cleanup();
+  };
+  try {
+    coordinator = await startCoordinatorProcess({
+      dataDir: scratch.sub("coordinator"),
+      conduit: { url: conduit.url, token: conduit.token },
+    });
+    const started = await startCliAgent({
+      wsUrl: coordinator.wsUrl,
+      name: opts.name,
+      workDir: scratch.sub("agent"),
+      capacity: opts.capacity,
+    });
+    agent = started.child;
+    client = new WebhookClient(coordinator.url, 4);
+    return { scratch, conduit, coordinator, agent, client, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
 
 /** Polls /healthz until `count` agents are connected. */
