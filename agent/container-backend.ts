@@ -57,8 +57,9 @@ export interface RunOutcome {
 
 export interface ContainerBackend {
   /**
-   * Builds `tag` from the context. Throws PdciError("build_failed") with the engine's error text when
-   * the build fails, and PdciError("cancelled") when the signal aborts it.
+   * Builds `tag` from the context, starting over (with a new context) when the engine lost an image
+   * the build was reading. Throws PdciError("build_failed") with the engine's error text when the
+   * build fails, and PdciError("cancelled") when the signal aborts it.
    */
   build(req: BuildRequest): Promise<void>;
   /** Runs a container of `image` to its end; the container is removed afterwards in every case. */
